@@ -62,18 +62,622 @@ def _add_aws_options(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- keys / sign / verify
 # (provenance: issue 2)
+_STATE_STYLE = {"trusted": "green", "valid_untrusted": "yellow", "invalid": "bold red", "missing": "red",
+                "unsupported": "magenta", "error": "bold red"}
+
+
+def _add_keys(sub) -> None:
+    p = sub.add_parser("keys", help="development signing identities (C2PA)")
+    ks = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    ks.required = True
+    i = ks.add_parser("init", help="create a dev CA, a C2PA signing leaf and a watermark key in DIR")
+    i.add_argument("dir", metavar="DIR")
+    i.add_argument("--alg", default="ES256", help="leaf algorithm: ES256 (default), ES384, PS256, Ed25519")
+    i.add_argument("--no-intermediate", action="store_true", help="issue the leaf straight from the root")
+    i.add_argument("--cn", default="synthguard signer", help="leaf common name (signer shown by verify)")
+    i.add_argument("--days", type=int, default=397, help="leaf lifetime in days (default 397)")
+    i.add_argument("--force", action="store_true", help="replace existing keys in DIR")
+    i.add_argument("--kms-key-id", default=None,
+                   help="also issue DIR/kms-signer.pem for this AWS KMS key's public key")
+    _add_aws_options(i)
+    i.add_argument("--json", action="store_true", help="print the paths as JSON")
+    i.set_defaults(func=_cmd_keys_init)
+
+
+def _cmd_keys_init(args) -> int:
+    from provenance import certs
+
+    try:
+        alg = certs.normalize_alg(args.alg)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        paths = certs.init_keys(args.dir, alg=alg, intermediate=not args.no_intermediate,
+                                common_name=args.cn, leaf_days=args.days, overwrite=args.force)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    out = paths.to_dict()
+    if args.kms_key_id:
+        from provenance.kms import kms_client, kms_public_key
+
+        client = kms_client(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
+        pub, _alg, _ = kms_public_key(args.kms_key_id, client)
+        chain = certs.issue_leaf_from_ca_files(pub, paths.ca_cert, paths.ca_key, common_name=args.cn,
+                                               days=args.days)
+        kms_path = paths.root.parent / "kms-signer.pem"
+        kms_path.write_bytes(chain)
+        out["kms_signer_cert"] = str(kms_path)
+    if args.json:
+        emit_json(out)
+        return EXIT_OK
+    labels = {"root": "trust anchor (give to verifiers)", "signer_cert": "signing chain",
+              "signer_key": "signing key (0600)", "watermark_key": "watermark key (0600)",
+              "ca_cert": "issuing CA", "ca_key": "issuing CA key (0600)",
+              "kms_signer_cert": "KMS signing chain"}
+    for k, v in out.items():
+        print(f"{labels.get(k, k):34} {v}")
+    return EXIT_OK
+
+
+def _add_sign(sub) -> None:
+    p = sub.add_parser("sign", help="embed a C2PA manifest (AI-generated) into media files")
+    p.add_argument("input", metavar="INPUT", help="file, directory (signed recursively) or - for stdin")
+    p.add_argument("-o", "--output", metavar="OUTPUT",
+                   help="output file, directory (for a directory INPUT) or - for stdout")
+    p.add_argument("--cert", default=os.environ.get("SYNTHGUARD_SIGNER_CERT"),
+                   help="certificate chain PEM, leaf first (else SYNTHGUARD_SIGNER_CERT)")
+    p.add_argument("--key", default=os.environ.get("SYNTHGUARD_SIGNER_KEY"),
+                   help="PKCS#8 private key PEM (else SYNTHGUARD_SIGNER_KEY)")
+    p.add_argument("--kms-key-id", default=None, help="sign with this AWS KMS key instead of --key")
+    _add_aws_options(p)
+    p.add_argument("--alg", default=None, help="signing algorithm (default: from the key)")
+    p.add_argument("--model", default=None, help="generator model name")
+    p.add_argument("--model-version", default=None, help="generator model version")
+    p.add_argument("--prompt", default=None, help="prompt; only its SHA-256 is recorded")
+    p.add_argument("--parent", default=None, metavar="FILE", help="add FILE as the parentOf ingredient")
+    p.add_argument("--sidecar", action="store_true",
+                   help="leave the asset unchanged and write the manifest to <output stem>.c2pa")
+    p.add_argument("--thumbnail", action="store_true", help="embed a small thumbnail (off by default)")
+    p.add_argument("--tsa-url", default=None, help="RFC 3161 time-stamp authority (production)")
+    p.add_argument("--mime", default=None, help="media type when it cannot be sniffed")
+    p.add_argument("--watermark-payload", default=None, metavar="HEX",
+                   help="record this 8-byte watermark payload (16 hex chars) as a soft binding")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--json", action="store_true", help="print one JSON object per signed file")
+    p.set_defaults(func=_cmd_sign)
+
+
+def _prov_signer(args):
+    from provenance import Signer
+
+    if not args.cert:
+        raise UsageError("--cert CHAIN.pem is required (or set SYNTHGUARD_SIGNER_CERT)")
+    if args.kms_key_id:
+        return Signer.from_kms(args.kms_key_id, args.cert, endpoint_url=args.endpoint_url,
+                               region=args.region, profile=args.profile, tsa_url=args.tsa_url)
+    if not args.key:
+        raise UsageError("--key KEY.pem or --kms-key-id is required (or set SYNTHGUARD_SIGNER_KEY)")
+    return Signer.from_files(args.cert, args.key, alg=args.alg, tsa_url=args.tsa_url)
+
+
+def _prov_files(root: str, recursive: bool = True) -> list[str]:
+    from pathlib import Path
+
+    base = Path(root)
+    it = base.rglob("*") if recursive else base.glob("*")
+    return sorted(str(p) for p in it if p.is_file() and not p.name.startswith("."))
+
+
+def _cmd_sign(args) -> int:
+    from pathlib import Path
+
+    from provenance import sign
+    from provenance.media import MediaError, mime_from_name
+    from provenance.signing import SigningError, sidecar_path, write_atomic
+
+    payload = None
+    if args.watermark_payload is not None:
+        try:
+            payload = bytes.fromhex(args.watermark_payload)
+        except ValueError:
+            raise UsageError("--watermark-payload must be hex") from None
+        if len(payload) != 8:
+            raise UsageError("--watermark-payload must be 8 bytes (16 hex characters)")
+    src = args.input
+    if src != "-" and not os.path.exists(src):
+        raise UsageError(f"{src}: no such file or directory")
+    is_dir = src != "-" and os.path.isdir(src)
+    if not args.output:
+        if not args.sidecar or src == "-" or is_dir:
+            raise UsageError("-o OUTPUT is required")
+        args.output = src
+    if is_dir and args.output == "-":
+        raise UsageError("a directory INPUT needs an output directory, not -")
+    if is_dir and os.path.isfile(args.output):
+        raise UsageError(f"{args.output}: is a file; a directory INPUT needs an output directory")
+    if args.parent and not os.path.isfile(args.parent):
+        raise UsageError(f"--parent {args.parent}: no such file")
+    signer = _prov_signer(args)
+    jobs: list[tuple[str, str]] = []
+    if is_dir:
+        for f in _prov_files(src):
+            rel = os.path.relpath(f, src)
+            jobs.append((f, os.path.join(args.output, rel)))
+    else:
+        out = args.output
+        if out != "-" and os.path.isdir(out):
+            out = os.path.join(out, os.path.basename(src) if src != "-" else "signed")
+        jobs.append((src, out))
+    kw = dict(signer=signer, model=args.model, model_version=args.model_version, prompt=args.prompt,
+              parent=args.parent, watermark_payload=payload, thumbnail=args.thumbnail,
+              tsa_url=args.tsa_url, mime=args.mime)
+    failures = signed = skipped = 0
+    for in_path, out_path in jobs:
+        target = str(sidecar_path(out_path)) if args.sidecar and out_path != "-" else out_path
+        if target != "-" and os.path.exists(target) and not args.force:
+            # Includes signing in place: replacing a user's original needs an explicit --force.
+            msg = f"{target}: exists (use --force to overwrite)"
+            if not is_dir:
+                raise UsageError(msg)
+            print(f"synthguard: skip {msg}", file=sys.stderr)
+            skipped += 1
+            continue
+        try:
+            result = sign(in_path, sidecar=args.sidecar, **kw)
+        except (MediaError, SigningError) as exc:
+            if not is_dir:
+                raise
+            if isinstance(exc, MediaError) and mime_from_name(in_path) is None:
+                skipped += 1  # a non-media file in a tree of media: skip it quietly
+                continue
+            print(f"synthguard: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if out_path == "-":
+            sys.stdout.buffer.write(result)
+            sys.stdout.buffer.flush()
+        else:
+            if args.sidecar and os.path.abspath(out_path) != os.path.abspath(in_path):
+                write_atomic(out_path, Path(in_path).read_bytes())  # the unchanged asset
+            write_atomic(target, result)
+        signed += 1
+        if out_path != "-":
+            if args.json:
+                print(json.dumps({"input": in_path, "output": out_path,
+                                  "manifest": target if args.sidecar else None, "signer": signer.subject}))
+            elif not is_dir:
+                print(f"signed {in_path} -> {target}", file=sys.stderr)
+    if is_dir and not args.json:
+        print(f"signed {signed} file(s) into {args.output}"
+              + (f", {skipped} skipped" if skipped else "") + (f", {failures} failed" if failures else ""),
+              file=sys.stderr)
+    return EXIT_FAIL if failures else EXIT_OK
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="validate C2PA content credentials of media files")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories (with -r) or - for stdin")
+    p.add_argument("--trust-anchors", default=os.environ.get("SYNTHGUARD_TRUST_ANCHORS"), metavar="PEM",
+                   help="root certificate(s) to trust (else SYNTHGUARD_TRUST_ANCHORS)")
+    p.add_argument("--allow-untrusted", action="store_true",
+                   help="exit 0 for valid manifests from signers outside the trust anchors")
+    p.add_argument("-r", "--recursive", action="store_true", help="verify directories recursively")
+    p.add_argument("--mime", default=None, help="media type for - (stdin) when it cannot be sniffed")
+    p.add_argument("--json", action="store_true", help="a JSON array, one object per file")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args) -> int:
+    from provenance import Verification, verify
+
+    anchors = args.trust_anchors
+    if anchors and not os.path.isfile(anchors):
+        raise UsageError(f"--trust-anchors {anchors}: no such file")
+    if args.paths.count("-") > 1:
+        raise UsageError("- (stdin) can be given once")
+    targets: list[tuple[str, str]] = []  # (path as shown, path to read)
+    for given in args.paths:
+        if given != "-" and os.path.isdir(given):
+            if not args.recursive:
+                targets.append((given, given))  # becomes an error row: directory without -r
+                continue
+            targets.extend((f, f) for f in _prov_files(given) if not f.endswith(".c2pa"))
+        else:
+            targets.append((given, given))
+    rows: list[tuple[str, Verification]] = []
+    for shown, path in targets:
+        if path != "-" and os.path.isdir(path):
+            rows.append((shown, Verification("error", reason="is a directory (use -r)")))
+            continue
+        if path != "-" and not os.path.exists(path):
+            rows.append((shown, Verification("error", reason="no such file")))
+            continue
+        rows.append((shown, verify(path, trust_anchors=anchors, mime=args.mime)))
+    ok_states = {"trusted", "valid_untrusted"} if args.allow_untrusted else {"trusted"}
+    code = EXIT_OK if rows and all(v.state in ok_states for _, v in rows) else EXIT_FAIL
+    if args.json:
+        emit_json([{"path": shown, **v.to_dict()} for shown, v in rows])
+        return code
+    _prov_table(rows, anchors)
+    return code
+
+
+def _prov_table(rows, anchors) -> None:
+    from rich.table import Table
+
+    table = Table(show_lines=False, header_style="bold")
+    for col in ("path", "state", "AI", "model", "signer", "signed at", "codes / reason"):
+        table.add_column(col, overflow="fold")
+    for shown, v in rows:
+        ai = "-" if v.ai_generated is None else ("yes" if v.ai_generated else "no")
+        model = v.model + (f" {v.model_version}" if v.model_version else "") if v.model else "-"
+        detail = ", ".join(v.codes)
+        if v.reason and v.state not in ("trusted",):
+            detail = f"{detail}: {v.reason}" if detail and v.state == "invalid" else (detail or v.reason)
+        table.add_row(shown, f"[{_STATE_STYLE.get(v.state, '')}]{v.state}[/]", ai, model, v.signer or "-",
+                      v.signed_at or "-", detail or "")
+    con = console()
+    con.print(table)
+    counts: dict[str, int] = {}
+    for _, v in rows:
+        counts[v.state] = counts.get(v.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    con.print(f"{len(rows)} file(s): {summary}" + ("" if anchors else "  (no --trust-anchors given)"))
 
 
 # ----------------------------------------------------------------------------- watermark
 # (watermark: issue 3)
+def _add_watermark(sub) -> None:
+    wm = sub.add_parser("watermark", help="embed or detect the invisible watermark (images and videos)")
+    ws = wm.add_subparsers(dest="wm_command", metavar="ACTION")
+    ws.required = True
+    e = ws.add_parser("embed", help="write a marked copy of IN to OUT")
+    e.add_argument("input", metavar="IN")
+    e.add_argument("output", metavar="OUT")
+    e.add_argument("--payload", required=True, metavar="HEX", help="8 bytes as 16 hex characters")
+    e.add_argument("--key-file", default=None, help="secret key file (else $SYNTHGUARD_WATERMARK_KEY_FILE, "
+                   "else the built-in public key)")
+    e.add_argument("--json", action="store_true", help="print a JSON object")
+    e.set_defaults(func=_cmd_watermark_embed)
+    d = ws.add_parser("detect", help="look for the watermark in images or videos")
+    d.add_argument("files", nargs="+", metavar="FILE")
+    d.add_argument("--key-file", default=None, help="secret key file (else $SYNTHGUARD_WATERMARK_KEY_FILE, "
+                   "else the built-in public key)")
+    d.add_argument("--max-frames", type=int, default=12, help="video frames sampled (default 12)")
+    d.add_argument("--json", action="store_true", help="print a JSON array, one object per file")
+    d.set_defaults(func=_cmd_watermark_detect)
+
+
+def _wm_key(args):
+    import watermark
+
+    try:
+        return watermark.resolve_key(args.key_file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _wm_is_video(path: str) -> bool:
+    from provenance.media import VIDEO_MIMES, read_source, sniff_mime
+
+    data, name = read_source(path)
+    return sniff_mime(data, name) in VIDEO_MIMES
+
+
+def _cmd_watermark_embed(args) -> int:
+    import watermark
+
+    try:
+        payload = bytes.fromhex(args.payload)
+    except ValueError:
+        raise UsageError("--payload must be hex") from None
+    if len(payload) != watermark.PAYLOAD_BYTES:
+        raise UsageError(f"--payload must be {watermark.PAYLOAD_BYTES} bytes (16 hex characters)")
+    if not os.path.isfile(args.input):
+        raise UsageError(f"{args.input}: no such file")
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+        raise UsageError("OUT must differ from IN (the input is never modified)")
+    key, kind = _wm_key(args)
+    if _wm_is_video(args.input):
+        from watermark import video
+
+        frames = video.embed(args.input, args.output, payload, key=key)
+        info = {"path": args.output, "kind": "video", "frames": frames}
+    else:
+        from watermark.io import save_image
+
+        marked = watermark.embed(args.input, payload, key=key)
+        save_image(marked, args.output)
+        info = {"path": args.output, "kind": "image", "size": [int(marked.shape[1]), int(marked.shape[0])]}
+    info.update({"payload": payload.hex(), "key_kind": kind})
+    if args.json:
+        emit_json(info)
+    else:
+        console().print(f"{args.output}: marked ({info['kind']}, payload {payload.hex()}, {kind} key)")
+    return EXIT_OK
+
+
+def _cmd_watermark_detect(args) -> int:
+    import watermark
+
+    if args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
+    key, kind = _wm_key(args)
+    rows = []
+    for path in args.files:
+        row = {"path": path, "detected": False, "payload": None, "key_kind": kind, "bit_errors": None,
+               "false_positive_probability": None, "error": None}
+        try:
+            if _wm_is_video(path):
+                from watermark import video
+
+                det = video.detect(path, key=key, max_frames=args.max_frames)
+            else:
+                det = watermark.detect(path, key=key)
+            row.update(det.to_dict())
+        except Exception as exc:  # one bad file must not hide the others' answers
+            row["error"] = str(exc) or type(exc).__name__
+        rows.append(row)
+    if args.json:
+        emit_json(rows)
+    else:
+        con = console()
+        for r in rows:
+            if r["error"]:
+                con.print(f"{r['path']}: error: {r['error']}")
+            elif r["detected"]:
+                con.print(f"{r['path']}: watermark {r['payload']} ({kind} key, {r['bit_errors']} bit errors)")
+            else:
+                con.print(f"{r['path']}: no watermark ({kind} key)")
+    return EXIT_OK if rows and all(r["detected"] for r in rows) else EXIT_FAIL
 
 
 # ----------------------------------------------------------------------------- audit
 # (s3sync: issue 4)
+def _add_audit(sub) -> None:
+    p = sub.add_parser(
+        "audit", help="audit S3 buckets / CloudFront origins for media without provenance",
+        description="Audit every object of s3://bucket[/prefix] or cloudfront:DIST_ID|all targets: C2PA state, "
+                    "watermark and training-asset matches, classified per object. Read-only. "
+                    "'synthguard audit report --state DB' renders a stored run.")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="s3://bucket[/prefix], cloudfront:DIST_ID or cloudfront:all (or 'report' to render a stored run)")
+    _add_aws_options(p)
+    p.add_argument("--trust-anchors", metavar="PEM", help="root certificate(s) whose C2PA signers are trusted")
+    p.add_argument("--watermark-key-file", metavar="F", help="watermark key (as written by 'synthguard keys init')")
+    p.add_argument("--registry", metavar="DB", help="training-asset fingerprint registry to match against")
+    p.add_argument("--state", metavar="DB", default=os.path.join(".synthguard", "state.db"),
+                   help="SQLite state (results, runs, resume); default .synthguard/state.db")
+    p.add_argument("--workers", type=int, default=16, metavar="N", help="concurrent S3 requests (I/O threads)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="processes for CPU checks (decode, C2PA, watermark); 0/1 = inline; default: CPU count")
+    p.add_argument("--format", default="table", choices=("table", "json", "jsonl", "csv", "sarif", "html"))
+    p.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
+    p.add_argument("--fail-on", type=_parse_csv, default=[], metavar="LIST",
+                   help="exit 1 when any object is one of: missing,invalid,untrusted,leak,unreadable,watermark_only")
+    p.add_argument("--full", action="store_true", help="re-check every object (default: skip unchanged ETags)")
+    p.add_argument("--versions", action="store_true", help="audit every object version (ListObjectVersions)")
+    p.add_argument("--no-watermark", action="store_true", help="skip watermark detection (C2PA only)")
+    p.add_argument("--no-resume", action="store_true", help="start a new run even if the last one was interrupted")
+    p.add_argument("--sample-edge", type=int, default=0, metavar="N",
+                   help="for cloudfront: targets, fetch N objects per distribution through its domain")
+    p.add_argument("--edge-url-map", action="append", default=[], metavar="DOMAIN=URL",
+                   help="fetch a distribution domain from this base URL instead (tests, staging); "
+                        "repeatable; also SYNTHGUARD_EDGE_URL_MAP='D1=URL1,D2=URL2'")
+    p.add_argument("--run", metavar="RUN_ID", help="with 'report': the run to render (default: the latest)")
+    p.set_defaults(func=_cmd_audit)
+
+
+def _cmd_audit(args) -> int:
+    from s3sync.models import FAIL_ON
+    from s3sync.reports import render
+
+    bad = [f for f in args.fail_on if f not in FAIL_ON]
+    if bad:
+        raise UsageError(f"--fail-on: unknown {', '.join(bad)} (choose from {', '.join(FAIL_ON)})")
+    if args.workers < 1 or (args.processes is not None and args.processes < 0) or args.sample_edge < 0:
+        raise UsageError("--workers must be >= 1, --processes and --sample-edge >= 0")
+    if args.sample_edge:  # a malformed DOMAIN=URL is a usage error now, not after the whole audit
+        from s3sync.cloudfront import parse_edge_url_map
+
+        parse_edge_url_map(args.edge_url_map)
+    if args.targets[:1] == ["report"]:
+        if len(args.targets) > 1:
+            raise UsageError("audit report takes no targets (use --state and --run)")
+        from s3sync.state import State
+
+        if not os.path.exists(args.state):
+            raise UsageError(f"state DB not found: {args.state}")
+        with State(args.state, create=False) as st:
+            result = st.load_run(args.run)
+    else:
+        if not args.targets:
+            raise UsageError("give at least one target: s3://bucket[/prefix] or cloudfront:DIST_ID|all")
+        from s3sync.worker import Auditor
+
+        procs = args.processes if args.processes is not None else (os.cpu_count() or 1)
+        auditor = Auditor(args.targets, endpoint_url=args.endpoint_url, profile=args.profile, region=args.region,
+                          trust_anchors=args.trust_anchors, watermark_key_file=args.watermark_key_file,
+                          registry=args.registry, state=args.state, workers=args.workers, processes=procs,
+                          full=args.full, versions=args.versions, watermark=not args.no_watermark,
+                          resume=not args.no_resume, sample_edge=args.sample_edge,
+                          edge_url_map=args.edge_url_map or None)
+        if show_progress(args.format in ("json", "jsonl")):
+            from s3sync.reports.progress import AuditProgress
+
+            with AuditProgress(console(stderr=True)) as bar:
+                auditor.progress = bar.update
+                result = auditor.result()
+        else:
+            result = auditor.result()
+    color = args.format == "table" and not args.out and sys.stdout.isatty()
+    write_text(render(result, args.format, color=color), args.out)
+    if args.out and args.out != "-":
+        c = result.summary.get("counts", {})
+        print(f"synthguard: {len(result.objects)} objects ({', '.join(f'{n} {k}' for k, n in c.items() if n)}); "
+              f"report written to {args.out}", file=sys.stderr)
+    return EXIT_FAIL if args.fail_on and result.failed(args.fail_on) else EXIT_OK
+
 
 
 # ----------------------------------------------------------------------------- fingerprint
 # (training-asset registry: issue 5)
+def _add_fingerprint(sub) -> None:
+    p = sub.add_parser("fingerprint", help="register training assets and find leaked copies",
+                       description="Perceptual fingerprints of training assets in a SQLite registry. "
+                                   "'match' exits 0 when it ran (matches or not); with --fail-on-match it "
+                                   "exits 1 when anything matched.")
+    fsub = p.add_subparsers(dest="fp_command", metavar="ACTION")
+    fsub.required = True
+    for name, helptext in (("add", "fingerprint files / S3 objects into the registry (recursive)"),
+                           ("match", "look files / S3 objects up in the registry")):
+        q = fsub.add_parser(name, help=helptext)
+        q.add_argument("target", metavar="PATH|s3://bucket/prefix")
+        q.add_argument("--registry", required=True, metavar="DB", help="registry database (SQLite file)")
+        q.add_argument("--json", action="store_true", help="JSON output on stdout")
+        q.add_argument("--max-frames", type=int, default=16, help="video: frames sampled (default 16)")
+        _add_aws_options(q)
+        if name == "add":
+            q.add_argument("--label", default=None, help="dataset name/version recorded with each asset")
+            q.add_argument("--force", action="store_true", help="re-fingerprint unchanged files too")
+            q.set_defaults(func=_cmd_fingerprint_add)
+        else:
+            q.add_argument("--threshold", type=int, default=None, help="override the calibrated threshold")
+            q.add_argument("-k", type=int, default=1, help="matches listed per item (default 1)")
+            q.add_argument("--fail-on-match", action="store_true", help="exit 1 when anything matched")
+            q.set_defaults(func=_cmd_fingerprint_match)
+
+
+def _fp_s3_client(args):
+    try:
+        from s3sync.aws import ClientFactory
+
+        return ClientFactory.from_args(args).client("s3")
+    except ImportError:
+        import boto3
+
+        session = boto3.Session(profile_name=args.profile) if args.profile else boto3.Session()
+        return session.client("s3", endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+                              region_name=args.region)
+
+
+def _fp_items(args):
+    from provenance.registry import iter_sources
+
+    s3 = _fp_s3_client(args) if args.target.startswith("s3://") else None
+    items = iter_sources(args.target, s3)
+    if not items:
+        raise UsageError(f"{args.target}: no image or video files found")
+    return s3, items
+
+
+def _fp_progress(args, total: int, verb: str):
+    if not show_progress(args.json):
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console(stderr=True), transient=True)
+    prog.start()
+    prog.add_task(verb, total=total)
+    return prog
+
+
+def _cmd_fingerprint_add(args) -> int:
+    from provenance.fingerprints import fingerprint_media
+    from provenance.registry import Registry
+
+    if args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
+    s3, items = _fp_items(args)
+    added, skipped, failed = [], [], []
+    prog = _fp_progress(args, len(items), "fingerprint add")
+    try:
+        with Registry(args.registry) as reg:
+            for it in items:
+                try:
+                    if not args.force and reg.unchanged(it.uri, etag=it.etag, size=it.size, mtime=it.mtime):
+                        skipped.append(it.uri)
+                        continue
+                    kind, fps = fingerprint_media(it.read(s3), it.name, max_frames=args.max_frames)
+                    reg.add_frames(it.uri, fps, kind=kind, source_uri=it.uri, label=args.label,
+                                   etag=it.etag, size=it.size, mtime=it.mtime)
+                    added.append(it.uri)
+                except Exception as exc:  # one bad file must not stop a bulk registration
+                    from provenance.media import MediaError
+
+                    if not isinstance(exc, (MediaError, OSError, ValueError)) and not type(exc).__module__.startswith("botocore"):
+                        raise
+                    failed.append({"uri": it.uri, "error": str(exc)})
+                finally:
+                    if prog:
+                        prog.advance(prog.task_ids[0])
+            total = len(reg)
+    finally:
+        if prog:
+            prog.stop()
+    if args.json:
+        emit_json({"registry": args.registry, "added": added, "skipped_unchanged": skipped, "failed": failed,
+                   "assets_total": total})
+    else:
+        for f in failed:
+            print(f"synthguard: warning: {f['uri']}: {f['error']}", file=sys.stderr)
+        print(f"added {len(added)}, skipped {len(skipped)} unchanged, failed {len(failed)}; "
+              f"{total} assets in {args.registry}")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _cmd_fingerprint_match(args) -> int:
+    from provenance.fingerprints import fingerprint_media
+    from provenance.registry import Registry
+
+    if not os.path.isfile(args.registry):
+        raise UsageError(f"{args.registry}: registry not found (create it with 'synthguard fingerprint add')")
+    if args.k < 1 or args.max_frames < 1:
+        raise UsageError("-k and --max-frames must be >= 1")
+    s3, items = _fp_items(args)
+    results, n_matched, n_failed = [], 0, 0
+    prog = _fp_progress(args, len(items), "fingerprint match")
+    try:
+        with Registry(args.registry, threshold=args.threshold) as reg:
+            for it in items:
+                row: dict[str, Any] = {"uri": it.uri, "matches": []}
+                try:
+                    kind, fps = fingerprint_media(it.read(s3), it.name, max_frames=args.max_frames)
+                    ms = reg.match_video(fps, k=args.k) if kind == "video" else reg.match(fps[0], k=args.k)
+                    row["kind"] = kind
+                    row["matches"] = [m.to_dict() for m in ms]
+                    n_matched += bool(ms)
+                except Exception as exc:
+                    from provenance.media import MediaError
+
+                    if not isinstance(exc, (MediaError, OSError, ValueError)) and not type(exc).__module__.startswith("botocore"):
+                        raise
+                    row["error"] = str(exc)
+                    n_failed += 1
+                results.append(row)
+                if prog:
+                    prog.advance(prog.task_ids[0])
+    finally:
+        if prog:
+            prog.stop()
+    if args.json:
+        emit_json({"registry": args.registry, "threshold": args.threshold, "items": results,
+                   "matched": n_matched, "failed": n_failed})
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['uri']}\terror: {r['error']}")
+            elif not r["matches"]:
+                print(f"{r['uri']}\tno match")
+            for m in r["matches"]:
+                extra = f"\tframes {m['frames_matched']}/{m['frames_total']}" if "frames_total" in m else ""
+                print(f"{r['uri']}\t{m['asset_id']}\tdistance {m['distance']}\tconfidence {m['confidence']:.4f}"
+                      f"\tlabel {m['label'] or '-'}{extra}")
+        print(f"{n_matched} of {len(results)} matched", file=sys.stderr)
+    if args.fail_on_match and n_matched:
+        return EXIT_FAIL
+    return EXIT_FAIL if n_failed and n_failed == len(results) else EXIT_OK
 
 
 # ----------------------------------------------------------------------------- posture / controls

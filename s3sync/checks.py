@@ -1,0 +1,293 @@
+"""The CPU side of the audit: decode, C2PA validation, watermark detection, registry match.
+
+Everything here is a top-level, picklable function of (bytes or a temp-file path, MIME, config) so a
+``ProcessPoolExecutor`` can run it with no shared state: the config is installed once per worker
+process by :func:`init_process`, and each task ships only the object's bytes. The media logic
+itself lives in ``provenance`` and ``watermark``; this module only composes their calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from provenance.media import (AUDIO_MIMES, IMAGE_MIMES, MEDIA_MIMES, VIDEO_MIMES, MediaError, mime_from_name,
+                              normalize_mime, sniff_mime)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """What to check and with which keys. Picklable; its :meth:`fingerprint` keys the result cache,
+    so changing trust anchors, the watermark key or the registry re-checks unchanged objects."""
+
+    trust_anchors: bytes | None = None  # PEM bytes
+    watermark_key: bytes | None = None
+    watermark_key_kind: str | None = None
+    registry_path: str | None = None
+    watermark: bool = True
+    fingerprint_match: bool = True
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.trust_anchors or b"", self.watermark_key or b"",
+                     (self.watermark_key_kind or "").encode(), (self.registry_path or "").encode(),
+                     str(self.watermark).encode(), str(self.fingerprint_match).encode(), b"v1",
+                     capabilities().encode()):
+            h.update(len(part).to_bytes(8, "big") + part)
+        if self.registry_path and os.path.exists(self.registry_path):
+            st = os.stat(self.registry_path)
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        return {"trust_anchors": bool(self.trust_anchors), "watermark_key": self.watermark_key_kind,
+                "registry": self.registry_path, "watermark": self.watermark}
+
+
+def capabilities() -> str:
+    """Which checkers this build has: part of the cache key, so results computed while one was
+    missing are re-checked once it exists (never a stale 'no watermark')."""
+    caps = []
+    try:
+        import watermark
+
+        caps.append("wm" if hasattr(watermark, "detect") else "")
+        from watermark import video  # noqa: F401
+
+        caps.append("wmv" if hasattr(video, "detect") else "")
+    except ImportError:
+        pass
+    try:
+        from provenance import verify  # noqa: F401
+
+        caps.append("c2pa")
+    except ImportError:
+        pass
+    return ",".join(c for c in caps if c)
+
+
+@dataclass
+class CheckOutcome:
+    """What the checks found for one object (plain data, crosses process boundaries)."""
+
+    c2pa: dict[str, Any] | None = None
+    watermark: dict[str, Any] | None = None
+    training_match: dict[str, Any] | None = None
+    error: str | None = None
+    mime: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def media_kind(mime: str | None) -> str | None:
+    m = normalize_mime(mime)
+    if m in IMAGE_MIMES:
+        return "image"
+    if m in VIDEO_MIMES:
+        return "video"
+    if m in AUDIO_MIMES:
+        return "audio"
+    return None
+
+
+def claimed_mime(key: str, content_type: str | None) -> str | None:
+    """The media type an object claims: its content type when that is media, else its extension's.
+
+    Either is enough (``.jpg`` stored as ``binary/octet-stream``, or an extensionless ``image/jpeg``).
+    Returns None for non-media objects (they are skipped).
+    """
+    ct = normalize_mime(content_type)
+    if ct in MEDIA_MIMES:
+        return ct
+    by_name = mime_from_name(key)
+    return by_name if by_name in MEDIA_MIMES else None
+
+
+# ----------------------------------------------------------------------------- per-process config
+_CFG: CheckConfig | None = None
+_REGISTRY: Any = None
+
+
+def init_process(cfg: CheckConfig) -> None:
+    """ProcessPoolExecutor initializer (also used inline): install the config once."""
+    global _CFG, _REGISTRY
+    _CFG = cfg
+    _REGISTRY = None
+
+
+def _registry():
+    global _REGISTRY
+    if _REGISTRY is None and _CFG is not None and _CFG.registry_path:
+        from provenance.registry import Registry  # issue 5
+
+        _REGISTRY = Registry(_CFG.registry_path)
+    return _REGISTRY
+
+
+def _hex(payload: Any) -> str | None:
+    if payload is None:
+        return None
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload).hex()
+    if isinstance(payload, int):
+        return format(payload, "x")
+    if hasattr(payload, "hex") and callable(payload.hex):
+        try:
+            return payload.hex()
+        except TypeError:
+            pass
+    return str(payload)
+
+
+def _as_dict(v: Any) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if hasattr(v, "to_dict"):
+        return dict(v.to_dict())
+    if isinstance(v, dict):
+        return dict(v)
+    return {k: getattr(v, k) for k in dir(v) if not k.startswith("_") and not callable(getattr(v, k))}
+
+
+def _c2pa(source: Any, mime: str) -> dict[str, Any]:
+    from provenance import verify  # issue 2: never raises for bad media
+
+    v = verify(source, trust_anchors=_CFG.trust_anchors if _CFG else None, mime=mime)
+    d = _as_dict(v)
+    out = {"state": getattr(v, "state", d.get("state")), "codes": list(getattr(v, "codes", d.get("codes")) or [])}
+    reason = getattr(v, "reason", d.get("reason"))
+    if reason:
+        out["reason"] = reason
+    for k in ("ai_generated", "model", "signer", "signed_at"):
+        if d.get(k) is not None:
+            out[k] = d[k]
+    return out
+
+
+def _watermark_dict(det: Any) -> dict[str, Any]:
+    d = _as_dict(det)
+    detected = bool(getattr(det, "detected", d.get("detected")))
+    out: dict[str, Any] = {"detected": detected,
+                           "payload": _hex(getattr(det, "payload", d.get("payload"))) if detected else None}
+    for k in ("bit_errors", "false_positive_probability", "frames", "frames_detected"):
+        if d.get(k) is not None:
+            out[k] = d[k]
+    return out
+
+
+def _match_dict(m: Any) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    d = _as_dict(m)
+    return {k: d.get(k) for k in ("asset_id", "distance", "label", "source_uri", "confidence") if k in d} or d
+
+
+def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
+    """Run every configured check on one object (bytes, or the path of a temp file for big ones).
+
+    Never raises for bad media: an undecodable object comes back with ``error`` set (it is then
+    ``unreadable`` with the decoder's reason).
+    """
+    cfg = _CFG or CheckConfig()
+    t = time.perf_counter
+    out = CheckOutcome(mime=mime)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:64])
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(64)
+    sniffed = sniff_mime(head, None)
+    claimed = normalize_mime(mime) or mime_from_name(key)
+    # Content wins over the claim when it is recognisable media (a .jpg that really is a PNG).
+    actual = sniffed if sniffed in MEDIA_MIMES else claimed
+    out.mime = actual
+    kind = media_kind(actual)
+    t0 = t()
+    try:
+        out.c2pa = _c2pa(source, actual)
+    except ImportError as exc:
+        out.error = f"C2PA verification unavailable: {exc}"
+        return out
+    out.timings["c2pa_ms"] = round((t() - t0) * 1000, 2)
+
+    if kind == "image":
+        from provenance.media import decode_image
+
+        t0 = t()
+        try:
+            rgb = decode_image(source)
+        except MediaError as exc:
+            out.error = str(exc).replace("input: ", "", 1)
+            return out
+        except Exception as exc:  # decoder crash on hostile input: still unreadable, with a reason
+            out.error = f"cannot decode image: {type(exc).__name__}: {exc}"
+            return out
+        out.timings["decode_ms"] = round((t() - t0) * 1000, 2)
+        if cfg.watermark:
+            t0 = t()
+            try:
+                import watermark
+
+                out.watermark = _watermark_dict(watermark.detect(rgb, key=cfg.watermark_key))
+            except (ImportError, AttributeError) as exc:
+                out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
+            except (MediaError, ValueError) as exc:
+                out.watermark = {"detected": False, "payload": None, "skipped": str(exc)}
+            out.timings["watermark_ms"] = round((t() - t0) * 1000, 2)
+        if cfg.registry_path and cfg.fingerprint_match:
+            t0 = t()
+            from provenance import fingerprint
+
+            out.training_match = _match_dict(_registry().best_match(fingerprint(rgb)))
+            out.timings["registry_ms"] = round((t() - t0) * 1000, 2)
+    elif kind == "video":
+        if cfg.watermark:
+            t0 = t()
+            try:
+                from watermark import video as wmvideo
+
+                out.watermark = _watermark_dict(wmvideo.detect(source, key=cfg.watermark_key))
+            except (ImportError, AttributeError) as exc:
+                out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
+            except (MediaError, ValueError, OSError) as exc:
+                out.error = f"cannot decode video: {exc}"
+                return out
+            except Exception as exc:  # PyAV raises its own error types for corrupt containers
+                out.error = f"cannot decode video: {type(exc).__name__}: {exc}"
+                return out
+            out.timings["watermark_ms"] = round((t() - t0) * 1000, 2)
+        else:
+            err = _probe_video(source)
+            if err:
+                out.error = err
+                return out
+    elif kind == "audio":
+        if sniffed not in AUDIO_MIMES and not (sniffed is None and claimed in ("audio/mp4",)):
+            out.error = f"bytes do not look like {claimed or 'audio'} (content sniffed as {sniffed or 'unknown'})"
+            return out
+    else:
+        out.error = f"unsupported media type {actual or 'unknown'}"
+    return out
+
+
+def _probe_video(source: bytes | str) -> str | None:
+    import io
+
+    try:
+        import av
+
+        with av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as c:
+            if not c.streams.video:
+                return "no video stream"
+    except Exception as exc:
+        return f"cannot decode video: {exc}"
+    return None
+
+
+def check_task(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
+    """Process-pool entry point (timed in the worker process)."""
+    t0 = time.perf_counter()
+    out = check(source, mime, key)
+    out.timings["check_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+    return out

@@ -1,0 +1,97 @@
+"""Listing: S3 targets -> ObjectRefs, every page (ListObjectsV2, or ListObjectVersions with versions).
+
+Listing is a generator so a bucket of millions of keys never sits in memory; the worker pulls refs
+as it has room for them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .models import ObjectRef
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,254}$", re.I)
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """``s3://bucket[/prefix]`` (``origin`` names the CloudFront origin it came from, if any)."""
+
+    bucket: str
+    prefix: str = ""
+    origin: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "prefix": self.prefix, "origin": self.origin}
+
+
+def parse_s3_uri(uri: str) -> S3Target:
+    """``s3://bucket/prefix`` -> S3Target; raises ValueError with a clear message otherwise."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 target (expected s3://bucket[/prefix]): {uri}")
+    rest = uri[5:]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket or not _BUCKET_RE.match(bucket):
+        raise ValueError(f"invalid bucket name in {uri!r}")
+    return S3Target(bucket=bucket, prefix=prefix)
+
+
+def _etag(v: Any) -> str | None:
+    return str(v).strip('"') if v else None
+
+
+def _iso(v: Any) -> str | None:
+    if v is None:
+        return None
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def list_objects(client: Any, target: S3Target, *, versions: bool = False,
+                 page_size: int = 1000) -> Iterator[ObjectRef]:
+    """Yield every object under the target (all pages). With ``versions``, every version and
+    delete marker (delete markers come back with ``delete_marker=True`` so the caller can skip them)."""
+    kw: dict[str, Any] = {"Bucket": target.bucket, "PaginationConfig": {"PageSize": page_size}}
+    if target.prefix:
+        kw["Prefix"] = target.prefix
+    if not versions:
+        for page in client.get_paginator("list_objects_v2").paginate(**kw):
+            for o in page.get("Contents", ()) or ():
+                key = o["Key"]
+                if key.endswith("/") and not o.get("Size"):
+                    continue  # "folder" placeholder objects
+                yield ObjectRef(bucket=target.bucket, key=key, version_id=None, etag=_etag(o.get("ETag")),
+                                size=o.get("Size"), last_modified=_iso(o.get("LastModified")),
+                                origin=target.origin)
+        return
+    for page in client.get_paginator("list_object_versions").paginate(**kw):
+        for o in page.get("Versions", ()) or ():
+            key = o["Key"]
+            if key.endswith("/") and not o.get("Size"):
+                continue
+            vid = o.get("VersionId")
+            yield ObjectRef(bucket=target.bucket, key=key, version_id=None if vid in (None, "null") else vid,
+                            etag=_etag(o.get("ETag")), size=o.get("Size"),
+                            last_modified=_iso(o.get("LastModified")), is_latest=bool(o.get("IsLatest", True)),
+                            origin=target.origin)
+        for o in page.get("DeleteMarkers", ()) or ():
+            vid = o.get("VersionId")
+            yield ObjectRef(bucket=target.bucket, key=o["Key"], version_id=None if vid in (None, "null") else vid,
+                            last_modified=_iso(o.get("LastModified")), is_latest=bool(o.get("IsLatest", False)),
+                            delete_marker=True, origin=target.origin)
+
+
+def bucket_tags(client: Any, bucket: str) -> dict[str, str]:
+    """The bucket's tags (owner, team, ...) or {} when it has none or we may not read them."""
+    try:
+        resp = client.get_bucket_tagging(Bucket=bucket)
+    except Exception:
+        return {}
+    return {t["Key"]: t["Value"] for t in resp.get("TagSet", []) or []}

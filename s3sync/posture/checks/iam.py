@@ -1,0 +1,125 @@
+"""IAM: who can read in-scope objects, judged by our own policy evaluation (no simulator needed)."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..clients import Unavailable
+from ..models import CheckMeta, Finding, Status
+from ..policy import PolicyError, allows, glob_match, parse_policy
+from ._base import check, make, unknown
+
+BROAD = CheckMeta(
+    "iam.broad_get_object", "Principal outside the allowed list can read synthetic media", "high", "iam",
+    "AwsIamRole",
+    "Roles and users whose policies allow s3:GetObject (directly or via s3:*, s3:Get*, *) on these buckets can "
+    "copy media and training data out; generic scanners only flag admin-level policies. Service-linked roles "
+    "are skipped (AWS owns their policies).",
+    "Scope the statement's Resource away from the bucket, add an explicit Deny, or list the principal in "
+    "allowed_principals of synthguard.toml if it is meant to read; attach a permission boundary.")
+BOUNDARY = CheckMeta(
+    "iam.permission_boundary", "Principal that can read synthetic media has no permission boundary", "medium",
+    "iam", "AwsIamRole",
+    "Without a boundary, anyone who can edit the principal's policies can widen its access to these buckets.",
+    "Attach the boundary from `synthguard controls generate` (iam:PutRolePermissionsBoundary / "
+    "iam:PutUserPermissionsBoundary).")
+
+READ_ACTION = "s3:GetObject"
+
+
+def _statements(policies: list) -> tuple[list[tuple[str, list]], list[str]]:
+    parsed, problems = [], []
+    for source, doc in policies:
+        if isinstance(doc, Unavailable):
+            problems.append(f"{source}: {doc.reason}")
+        elif isinstance(doc, dict) and "unavailable" in doc:
+            problems.append(f"{source}: {doc['unavailable']}")
+        else:
+            try:
+                parsed.append((source, parse_policy(doc)))
+            except PolicyError as exc:
+                problems.append(f"{source}: {exc}")
+    return parsed, problems
+
+
+def is_allowed(arn: str, allowed: Iterable[str]) -> bool:
+    """Allowed principals may be ARNs with wildcards, or names matched against the ARN's last part."""
+    for a in allowed:
+        if glob_match(a, arn) or ("/" not in a and ":" not in a and glob_match(a, arn.rsplit("/", 1)[-1])):
+            return True
+    return False
+
+
+def readable(principal: dict, snap: Any) -> tuple[list[dict], list[str]]:
+    """The in-scope buckets this principal may read (with the deciding statements), and problems seen."""
+    parsed, problems = _statements(principal.get("policies", []))
+    bparsed: list = []
+    if principal.get("boundary"):
+        bparsed, bprob = _statements([[principal["boundary"], principal.get("boundary_doc")]])
+        problems += [f"boundary {p}" for p in bprob]
+    out = []
+    for b in snap.buckets.values():
+        for target in b.targets():
+            ctx = {"aws:PrincipalArn": principal["arn"]}
+            ok, allow_m, deny_m = allows(parsed, READ_ACTION, target, ctx)
+            if not ok:
+                continue
+            if principal.get("boundary") and bparsed:
+                bok, _, _ = allows(bparsed, READ_ACTION, target, ctx)
+                if not bok:
+                    continue
+            elif principal.get("boundary") and not bparsed:
+                pass  # boundary unreadable: assume it does not limit (conservative)
+            out.append({"bucket": b.name, "target": target, "owner": b.owner,
+                        "allowed_principal": is_allowed(principal["arn"], b.allowed_principals),
+                        "statements": [m.to_dict() for m in allow_m[:5]]})
+            break
+    return out, problems
+
+
+def _principals(snap: Any) -> list[dict]:
+    return [p for p in snap.principals if not str(p.get("path", "")).startswith("/aws-service-role/")]
+
+
+@check(BROAD)
+def iam_broad_get_object(snap: Any) -> Iterable[Finding]:
+    if not snap.buckets:
+        return
+    if isinstance(snap.principals, Unavailable):
+        yield unknown(BROAD, snap, f"arn:aws:iam::{snap.account_id}:*", snap.principals)
+        return
+    for p in _principals(snap):
+        reads, problems = readable(p, snap)
+        rtype = "AwsIamRole" if p["type"] == "role" else "AwsIamUser"
+        bad = [r for r in reads if not r["allowed_principal"]]
+        for r in bad:
+            yield make(BROAD, snap, p["arn"], Status.FAIL,
+                       {"bucket": r["bucket"], "target": r["target"], "action": READ_ACTION,
+                        "statements": r["statements"], "permission_boundary": p.get("boundary")},
+                       owner=r["owner"], resource_type=rtype)
+        if bad:
+            continue
+        ev = {"readable_as_allowed": [r["bucket"] for r in reads]}
+        if problems:
+            yield make(BROAD, snap, p["arn"], Status.UNKNOWN, dict(ev, reason="; ".join(problems)[:500]),
+                       resource_type=rtype)
+        else:
+            yield make(BROAD, snap, p["arn"], Status.PASS, ev, resource_type=rtype)
+
+
+@check(BOUNDARY)
+def iam_permission_boundary(snap: Any) -> Iterable[Finding]:
+    if not snap.buckets:
+        return
+    if isinstance(snap.principals, Unavailable):
+        yield unknown(BOUNDARY, snap, f"arn:aws:iam::{snap.account_id}:*", snap.principals)
+        return
+    for p in _principals(snap):
+        reads, _ = readable(p, snap)
+        if not reads:
+            continue
+        from ._base import owners
+
+        rtype = "AwsIamRole" if p["type"] == "role" else "AwsIamUser"
+        ev = {"buckets": [r["bucket"] for r in reads], "permission_boundary": p.get("boundary")}
+        yield make(BOUNDARY, snap, p["arn"], Status.PASS if p.get("boundary") else Status.FAIL, ev,
+                   owner=owners(r["owner"] for r in reads), resource_type=rtype)

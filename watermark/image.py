@@ -1,0 +1,450 @@
+"""Embed and detect the watermark on pixels: a keyed, self-referencing periodic tile.
+
+Why a periodic tile: resizing, cropping, rotation, flips and aspect changes all map a periodic
+pattern onto another periodic pattern, whose lattice the detector can *measure* from the image
+(autocorrelation peaks) instead of guessing. Once the lattice is known, every period is resampled
+onto one canonical tile and averaged ("folded"), which also piles up the signal of all periods.
+The remaining ambiguity (which corner is the origin, which of the 8 flips/quarter turns) is
+resolved by correlating the folded tile with a keyed sync pattern; the rest of the tile carries
+the BCH-coded payload as keyed +-1 chips (see ``codec.py``).
+
+Geometry: the tile is ``CELLS x CELLS`` cells, band-limited (Gaussian roll-off), and repeats
+``PERIODS`` times across the short side of the image at embedding time, whatever its resolution,
+so the pattern lives in a resolution-normalised domain. Strength follows local luminance texture
+(perceptual masking) with a low floor on flat areas; the whole image is capped at an RMS that
+keeps PSNR above 40 dB.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from . import codec
+
+CELLS = 32            # tile is CELLS x CELLS chips
+FOLD = 64             # samples per tile side when folding at detection
+TILE_R = 128          # canonical samples per tile side when embedding
+PERIODS = 4.0         # tile periods across the short side at embedding
+ROLL_OFF = 16.0       # Gaussian spectral roll-off of the chips, cycles per tile
+REPS = 3              # cells per coded bit
+MIN_EMBED_SHORT = 256
+DET_SHORT = 256       # detection works on a copy whose short side is at most this
+# Strength (luminance levels): floor on flat areas, gain on local std, ceiling, global RMS cap.
+A_FLOOR = 1.8
+A_GAIN = 0.12
+A_MAX = 3.8
+RMS_CAP = 2.4
+N_LATTICES = 3        # lattice candidates tried at detection
+N_DIHEDRAL = 2        # (flip/turn, shift) candidates decoded per lattice
+CHASE_BITS = 4
+INFORMED = True
+INFORMED_MARGIN = 1.0
+SYNC_GAIN = 1.5
+FLAT_SIGMA = 3.0      # spectral flattening window, FFT bins (of the 2x padded spectrum)
+BAND_MAX = 0.32       # cycles per pixel kept for lattice estimation
+P_MIN, P_MAX = 0.17, 0.62   # period search range, fraction of the short side at detection
+ROT_MAX = 8.0         # degrees searched either way (flips/quarter turns come free)
+ASPECTS = (1.0, 1.15, 1 / 1.15, 1.3, 1 / 1.3, 1.45, 1 / 1.45)
+GAIN_MIN, GAIN_MAX = 0.3, 3.0
+
+
+@dataclass(frozen=True)
+class _KeyPattern:
+    payload_cells: np.ndarray   # flat cell indices carrying payload chips
+    bit_of_cell: np.ndarray     # coded-bit index for each payload cell
+    chips: np.ndarray           # +-1 per cell (CELLS*CELLS)
+    sync_cells: np.ndarray
+    sync_fft: np.ndarray        # conj FFT of the sync template at FOLD resolution
+
+
+def _filter(n: int) -> np.ndarray:
+    """Spectral roll-off on an n x n FFT grid (frequencies in cycles per tile)."""
+    f = np.fft.fftfreq(n) * n
+    r2 = f[:, None] ** 2 + f[None, :] ** 2
+    h = np.exp(-r2 / ROLL_OFF**2)
+    out = np.abs(f) > CELLS / 2 - 0.5
+    h[out, :] = 0.0
+    h[:, out] = 0.0
+    return h
+
+
+def _synth(cellvals: np.ndarray, res: int) -> np.ndarray:
+    """Band-limited periodic interpolation of CELLS x CELLS values onto a res x res tile."""
+    spec = np.fft.fft2(cellvals) * _filter(CELLS)
+    big = np.zeros((res, res), dtype=complex)
+    h = CELLS // 2
+    big[:h, :h], big[:h, -h:], big[-h:, :h], big[-h:, -h:] = spec[:h, :h], spec[:h, -h:], spec[-h:, :h], spec[-h:, -h:]
+    return np.fft.ifft2(big).real * (res * res) / (CELLS * CELLS)
+
+
+@lru_cache(maxsize=16)
+def _pattern(key: bytes) -> _KeyPattern:
+    seed = hashlib.sha256(b"synthguard-wm-pattern|" + key).digest()
+    rng = np.random.default_rng(np.frombuffer(seed, dtype=np.uint32))
+    n = CELLS * CELLS
+    perm = rng.permutation(n)
+    chips = rng.choice(np.array([-1.0, 1.0]), n)
+    nbits = codec.code_bits()
+    npay = nbits * REPS
+    payload_cells, sync_cells = perm[:npay], perm[npay:]
+    sync_vals = np.zeros(n)
+    sync_vals[sync_cells] = chips[sync_cells]
+    sync = _synth(sync_vals.reshape(CELLS, CELLS), FOLD)
+    return _KeyPattern(payload_cells, np.arange(npay) % nbits, chips, sync_cells, np.conj(np.fft.fft2(sync)))
+
+
+def _tile(key: bytes, bits: np.ndarray, gains: np.ndarray | None = None, sync_gain: float = 1.0) -> np.ndarray:
+    """Canonical TILE_R x TILE_R tile for +-1 ``bits``; ``gains`` scale each coded bit's chips."""
+    pat = _pattern(key)
+    amp = bits if gains is None else bits * gains
+    vals = np.zeros(CELLS * CELLS)
+    vals[pat.sync_cells] = pat.chips[pat.sync_cells] * sync_gain
+    vals[pat.payload_cells] = pat.chips[pat.payload_cells] * amp[pat.bit_of_cell]
+    return _synth(vals.reshape(CELLS, CELLS), TILE_R).astype(np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma as float32 (the channel the mark lives in)."""
+    f = rgb.astype(np.float32)
+    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+
+
+def _mask(y: np.ndarray, wc: int, hc: int) -> np.ndarray:
+    """Perceptual strength map on the canonical grid: follows local texture, low floor on flat areas."""
+    yc = cv2.resize(y, (wc, hc), interpolation=cv2.INTER_AREA)
+    k = (9, 9)
+    m = cv2.blur(yc, k)
+    sd = np.sqrt(np.maximum(cv2.blur(yc * yc, k) - m * m, 0.0))
+    alpha = np.clip(A_FLOOR + A_GAIN * sd, A_FLOOR, A_MAX)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 2.0)
+    # Leave headroom near black and white so clipping does not eat the mark or band it.
+    return alpha * np.clip(np.minimum(m, 255.0 - m) / 12.0, 0.25, 1.0)
+
+
+def _residual(tile: np.ndarray, alpha: np.ndarray, w: int, h: int) -> np.ndarray:
+    hc, wc = alpha.shape
+    reps = (hc // TILE_R + 1, wc // TILE_R + 1)
+    delta_c = np.tile(tile, reps)[:hc, :wc] * alpha
+    interp = cv2.INTER_CUBIC if w > wc else cv2.INTER_AREA
+    return cv2.resize(delta_c, (w, h), interpolation=interp)
+
+
+def _embed_geometry(h: int, w: int) -> tuple[int, int, int, int, float, float]:
+    """Canonical size, detection size, and the tile origin/period seen by the detector unattacked."""
+    short = min(h, w)
+    scale = PERIODS * TILE_R / short
+    wc, hc = max(1, round(w * scale)), max(1, round(h * scale))
+    ds = min(1.0, DET_SHORT / short)
+    wd, hd = max(1, round(w * ds)), max(1, round(h * ds))
+    # cv2.resize maps pixel centres; the tile origin sits on canonical pixel centre 0.
+    origin = 0.5 * (wd / wc) - 0.5
+    period = TILE_R * wd / wc
+    return wc, hc, wd, hd, origin, period
+
+
+def _front(rgb_or_y: np.ndarray, wd: int, hd: int) -> np.ndarray:
+    y = rgb_or_y if rgb_or_y.ndim == 2 else luminance(rgb_or_y)
+    if y.shape != (hd, wd):
+        y = cv2.resize(y, (wd, hd), interpolation=cv2.INTER_AREA)
+    return _whiten(y)
+
+
+def embed_rgb(rgb: np.ndarray, payload: bytes, key: bytes) -> np.ndarray:
+    """HxWx3 uint8 RGB -> marked copy. The residual is built on a canonical grid and upsampled.
+
+    Informed embedding: the detector's own front end is run on the host at the known geometry to
+    measure how much the picture itself pushes every coded bit (host interference); each bit's
+    chips then get the gain that brings it to a common margin, instead of a blind equal share.
+    """
+    h, w = rgb.shape[:2]
+    short = min(h, w)
+    if short < MIN_EMBED_SHORT:
+        raise ValueError(f"image is {w}x{h}; embedding needs at least {MIN_EMBED_SHORT} px on the short side")
+    pat = _pattern(key)
+    bits = codec.encode(bytes(payload), key).astype(np.float64) * 2 - 1
+    wc, hc, wd, hd, origin, period = _embed_geometry(h, w)
+    y = luminance(rgb)
+    alpha = _mask(y, wc, hc)
+    base = _tile(key, bits, sync_gain=SYNC_GAIN)
+    norm = 1.0 / float(np.sqrt(np.mean(base**2)))
+    delta = _residual(base * norm, alpha, w, h)
+    if INFORMED:
+        v1, v2 = np.array([period, 0.0]), np.array([0.0, period])
+        o = np.array([origin, origin])
+        host = _demod(np.fft.fft2(_fold(_front(y, wd, hd), v1, v2, o)), 0.0, 0.0, pat)
+        marked = _demod(np.fft.fft2(_fold(_front(y + delta, wd, hd), v1, v2, o)), 0.0, 0.0, pat)
+        gain = (marked - host) * bits
+        g = float(np.median(gain))
+        if g > 0:
+            target = INFORMED_MARGIN * g
+            gains = np.clip((target - bits * host) / np.maximum(gain, 0.2 * g), GAIN_MIN, GAIN_MAX)
+            tile = _tile(key, bits, gains, SYNC_GAIN)
+            delta = _residual(tile * norm, alpha, w, h)
+    rms = float(np.sqrt(np.mean(delta * delta)))
+    if rms > RMS_CAP:
+        delta *= RMS_CAP / rms
+    out = rgb.astype(np.float32) + delta[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+# ---------------------------------------------------------------------------------------------
+def _whiten(y: np.ndarray) -> np.ndarray:
+    hp = y - cv2.GaussianBlur(y, (0, 0), 3.0)
+    env = np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), 4.0))
+    return (hp / (env + 1.5)).astype(np.float32)
+
+
+def _autocorr(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Autocorrelation of the spectrally flattened image, centred, normalised to 1 at lag 0.
+
+    The periodic mark puts sharp lines on its reciprocal lattice while a picture has a smooth
+    spectrum; dividing the power by its local average (and keeping only the mark's band) makes
+    the lattice peaks dominate textured images whose raw autocorrelation is mostly content.
+    """
+    h, wd = w.shape
+    hp, wp = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * wd)
+    spec = np.fft.fft2(w, (hp, wp))
+    power = np.fft.fftshift(np.abs(spec) ** 2).astype(np.float32)
+    smooth = cv2.GaussianBlur(power, (0, 0), FLAT_SIGMA)
+    fy = (np.arange(hp) - hp // 2) / hp
+    fx = (np.arange(wp) - wp // 2) / wp
+    fr = np.hypot(fy[:, None], fx[None, :])
+    band = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
+    flat = power / (smooth + 1e-6 * float(smooth.mean())) * band
+    ac = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(flat)).real)
+    ones = np.fft.rfft2(np.ones_like(w), (hp, wp))
+    overlap = np.fft.fftshift(np.fft.irfft2(np.abs(ones) ** 2, (hp, wp))) / (h * wd)
+    ac /= ac[hp // 2, wp // 2] + 1e-9
+    ac[overlap < 0.3] = 0.0
+    return ac.astype(np.float32), hp // 2, wp // 2
+
+
+def _sample(a: np.ndarray, y: float, x: float) -> float:
+    yi, xi = int(np.floor(y)), int(np.floor(x))
+    if yi < 0 or xi < 0 or yi + 1 >= a.shape[0] or xi + 1 >= a.shape[1]:
+        return 0.0
+    fy, fx = y - yi, x - xi
+    return float((a[yi, xi] * (1 - fx) + a[yi, xi + 1] * fx) * (1 - fy) + (a[yi + 1, xi] * (1 - fx) + a[yi + 1, xi + 1] * fx) * fy)
+
+
+def _refine_peak(a: np.ndarray, y: int, x: int) -> tuple[float, float]:
+    def off(m, c, p):
+        d = m - 2 * c + p
+        return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
+    if 0 < y < a.shape[0] - 1 and 0 < x < a.shape[1] - 1:
+        c = a[y, x]
+        return y + off(a[y - 1, x], c, a[y + 1, x]), x + off(a[y, x - 1], c, a[y, x + 1])
+    return float(y), float(x)
+
+
+def _reduce(v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lagrange-Gauss reduction: the two shortest independent lattice vectors (the tile axes)."""
+    if v1 @ v1 > v2 @ v2:
+        v1, v2 = v2, v1
+    if abs(v1[0] * v2[1] - v1[1] * v2[0]) < 1e-6 * (v1 @ v1 + v2 @ v2) or v1 @ v1 < 1e-9:
+        return v1, v2
+    for _ in range(20):
+        mu = round(float(v1 @ v2) / float(v1 @ v1))
+        if mu == 0:
+            break
+        v2 = v2 - mu * v1
+        if v2 @ v2 < v1 @ v1:
+            v1, v2 = v2, v1
+        else:
+            break
+    return v1, v2
+
+
+_KS = np.array([(k1, k2) for k2 in range(0, 4) for k1 in range(-3, 4)
+                if (k2 > 0 or k1 > 0)], dtype=np.float32)
+
+
+def _lattices(w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Candidate lattice bases (dy, dx vectors in pixels), best first.
+
+    A comb search: for every period, rotation and aspect ratio on a grid, sum the (flattened)
+    autocorrelation over all the lattice points it predicts. One weak peak drowns in the
+    picture's own correlation, two dozen of them summed do not. The best grid points are then
+    refined by a least-squares fit to the individual peaks (sub-pixel periods, shear).
+    """
+    ac, cy, cx = _autocorr(w)
+    acs = cv2.GaussianBlur(ac, (0, 0), 0.8)
+    short = min(w.shape)
+    rmax = 0.75 * short
+    periods = short * np.exp(np.arange(np.log(P_MIN), np.log(P_MAX), 0.008)).astype(np.float32)
+    thetas = np.deg2rad(np.arange(-ROT_MAX, ROT_MAX + 0.01, 0.5)).astype(np.float32)
+    k1, k2 = _KS[:, 0], _KS[:, 1]
+    best: list[tuple[float, np.ndarray, np.ndarray]] = []
+    for aspect in ASPECTS:
+        ax, ay = np.sqrt(aspect), 1.0 / np.sqrt(aspect)
+        pp, tt = np.meshgrid(periods, thetas, indexing="ij")
+        c, sn = np.cos(tt)[..., None], np.sin(tt)[..., None]
+        p = pp[..., None]
+        dy = p * ay * (k1 * sn + k2 * c)
+        dx = p * ax * (k1 * c - k2 * sn)
+        r = np.hypot(dy, dx)
+        vals = cv2.remap(acs, (dx + cx).reshape(len(periods) * len(thetas), -1).astype(np.float32),
+                         (dy + cy).reshape(len(periods) * len(thetas), -1).astype(np.float32),
+                         interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        vals = vals.reshape(r.shape)
+        ok = r <= rmax
+        score = np.where(ok, vals, 0).sum(-1) / np.sqrt(np.maximum(ok.sum(-1), 1))
+        for _ in range(2):
+            i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+            pv, tv = float(periods[i]), float(thetas[j])
+            v1 = np.array([pv * ay * np.sin(tv), pv * ax * np.cos(tv)])
+            v2 = np.array([pv * ay * np.cos(tv), -pv * ax * np.sin(tv)])
+            best.append((float(score[i, j]), v1, v2))
+            score[max(0, i - 6): i + 7, :] = -np.inf
+    best.sort(key=lambda b: -b[0])
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for _, v1, v2 in best:
+        v1, v2 = _refine_lattice(ac, cy, cx, v1, v2, rmax)
+        v1, v2 = _reduce(v1, v2)
+        if any(np.allclose(v1, o1, atol=1.5) and np.allclose(v2, o2, atol=1.5) for o1, o2 in out):
+            continue
+        out.append((v1, v2))
+        if len(out) == N_LATTICES:
+            break
+    return out
+
+
+def _refine_lattice(ac, cy, cx, v1, v2, rmax):
+    """Least-squares fit of the basis to every visible lattice peak (|k| <= 3): sub-pixel periods."""
+    rows, targets, weights = [], [], []
+    for k1 in range(-3, 4):
+        for k2 in range(0, 4):
+            if (k1, k2) == (0, 0) or (k2 == 0 and k1 < 0):
+                continue
+            p = k1 * v1 + k2 * v2
+            if np.linalg.norm(p) > rmax * 1.2:
+                continue
+            y, x = int(round(cy + p[0])), int(round(cx + p[1]))
+            if not (2 <= y < ac.shape[0] - 2 and 2 <= x < ac.shape[1] - 2):
+                continue
+            win = ac[y - 1: y + 2, x - 1: x + 2]
+            dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
+            py, px = _refine_peak(ac, y + dy - 1, x + dx - 1)
+            val = float(ac[y + dy - 1, x + dx - 1])
+            if val <= 0:
+                continue
+            rows.append((k1, k2))
+            targets.append((py - cy, px - cx))
+            weights.append(val)
+    if len(rows) < 3:
+        return v1, v2
+    a = np.asarray(rows, float) * np.sqrt(weights)[:, None]
+    b = np.asarray(targets) * np.sqrt(weights)[:, None]
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return sol[0], sol[1]
+
+
+def _fold(w: np.ndarray, v1: np.ndarray, v2: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray | None:
+    """Resample every tile period of ``w`` onto a FOLD x FOLD grid and average them."""
+    h, wd = w.shape
+    basis = np.stack([v1, v2], axis=1)  # columns: v1, v2 (dy, dx)
+    inv = np.linalg.inv(basis)
+    o = np.zeros(2) if origin is None else np.asarray(origin, float)
+    corners = np.array([[0, 0], [0, wd - 1], [h - 1, 0], [h - 1, wd - 1]], float).T - o[:, None]
+    uv = inv @ corners
+    i0, i1 = int(np.floor(uv[0].min())), int(np.ceil(uv[0].max()))
+    j0, j1 = int(np.floor(uv[1].min())), int(np.ceil(uv[1].max()))
+    ii, jj = np.arange(i0, i1), np.arange(j0, j1)
+    if len(ii) * len(jj) > 480:
+        return None
+    t = np.arange(FOLD) / FOLD
+    u = (ii[:, None] + t[None, :]).reshape(-1)          # along v1
+    v = (jj[:, None] + t[None, :]).reshape(-1)          # along v2
+    ys = (o[0] + u[:, None] * v1[0] + v[None, :] * v2[0]).astype(np.float32)
+    xs = (o[1] + u[:, None] * v1[1] + v[None, :] * v2[1]).astype(np.float32)
+    valid = (ys >= 0) & (ys <= h - 1) & (xs >= 0) & (xs <= wd - 1)
+    vals = cv2.remap(w, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    vals = np.where(valid, vals, 0.0)
+    shape = (len(ii), FOLD, len(jj), FOLD)
+    tot = vals.reshape(shape).sum(axis=(0, 2))
+    cnt = valid.reshape(shape).sum(axis=(0, 2))
+    if cnt.min() == 0:
+        tot = np.where(cnt > 0, tot, 0.0)
+    return tot / np.maximum(cnt, 1)
+
+
+def _dihedral(f: np.ndarray):
+    for k in range(4):
+        yield np.rot90(f, k)
+        yield np.rot90(f.T, k)
+
+
+def _subpeak(c: np.ndarray, y: int, x: int) -> tuple[float, float]:
+    n = c.shape[0]
+
+    def off(m, v, p):
+        d = m - 2 * v + p
+        return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
+    v = c[y, x]
+    return y + off(c[(y - 1) % n, x], v, c[(y + 1) % n, x]), x + off(c[y, (x - 1) % n], v, c[y, (x + 1) % n])
+
+
+def _soft_bits(folded: np.ndarray, pat: _KeyPattern):
+    """Folded tile -> list of (sync z-score, soft coded bits) for the best flips/turns and shifts."""
+    cands = []
+    for g in _dihedral(folded):
+        spec = np.fft.fft2(g)
+        corr = np.fft.ifft2(spec * pat.sync_fft).real
+        y, x = np.unravel_index(int(np.argmax(corr)), corr.shape)
+        z = (corr[y, x] - corr.mean()) / (corr.std() + 1e-12)
+        cands.append((z, spec, corr, y, x))
+    cands.sort(key=lambda c: -c[0])
+    out = []
+    for z, spec, corr, y, x in cands[:N_DIHEDRAL]:
+        sy, sx = _subpeak(corr, y, x)
+        out.append((float(z), _demod(spec, sy, sx, pat)))
+    return out
+
+
+def _demod(spec: np.ndarray, sy: float, sx: float, pat: _KeyPattern) -> np.ndarray:
+    """FFT of a folded tile, aligned by (sy, sx) samples -> soft coded bits (matched filter)."""
+    k = np.fft.fftfreq(FOLD) * FOLD
+    keep = np.r_[0: CELLS // 2, FOLD - CELLS // 2: FOLD]
+    phase = np.exp(2j * np.pi * (k[:, None] * sy + k[None, :] * sx) / FOLD)
+    aligned = spec * phase * _filter(FOLD)
+    cells = np.fft.ifft2(aligned[np.ix_(keep, keep)]).real.reshape(-1)
+    contrib = pat.chips[pat.payload_cells] * cells[pat.payload_cells]
+    return np.bincount(pat.bit_of_cell, weights=contrib, minlength=codec.code_bits())
+
+
+def max_attempts() -> int:
+    return N_LATTICES * N_DIHEDRAL * codec.attempts_per_candidate(CHASE_BITS)
+
+
+def false_positive_probability() -> float:
+    """Union bound over every decode attempt the detector may make on one image."""
+    return max_attempts() * codec.false_positive_per_attempt()
+
+
+def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
+    """HxWx3 uint8 RGB -> (payload, bit_errors) or None."""
+    y = luminance(rgb)
+    h, w = y.shape
+    short = min(h, w)
+    if short < 32:
+        return None
+    if short > DET_SHORT:
+        s = DET_SHORT / short
+        y = cv2.resize(y, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    wh = _whiten(y)
+    pat = _pattern(key)
+    for v1, v2 in _lattices(wh):
+        folded = _fold(wh, v1, v2)
+        if folded is None:
+            continue
+        for _z, soft in _soft_bits(folded, pat):
+            got = codec.decode_soft(soft, key, CHASE_BITS)
+            if got is not None:
+                return got[0], got[1]
+    return None
