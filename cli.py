@@ -142,6 +142,11 @@ def _add_sign(sub) -> None:
     p.add_argument("--mime", default=None, help="media type when it cannot be sniffed")
     p.add_argument("--watermark-payload", default=None, metavar="HEX",
                    help="record this 8-byte watermark payload (16 hex chars) as a soft binding")
+    p.add_argument("--watermark", action="store_true",
+                   help="embed the invisible watermark into images first (payload: --watermark-payload, "
+                        "else 8 random bytes per file), then sign with a soft binding to it")
+    p.add_argument("--watermark-key-file", default=None, metavar="FILE",
+                   help="watermark key (else SYNTHGUARD_WATERMARK_KEY_FILE, else the public key)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--json", action="store_true", help="print one JSON object per signed file")
     p.set_defaults(func=_cmd_sign)
@@ -183,6 +188,13 @@ def _cmd_sign(args) -> int:
             raise UsageError("--watermark-payload must be hex") from None
         if len(payload) != 8:
             raise UsageError("--watermark-payload must be 8 bytes (16 hex characters)")
+    wm_key = None
+    if args.watermark:
+        if args.sidecar:
+            raise UsageError("--watermark changes the pixels; it cannot be combined with --sidecar")
+        import watermark
+
+        wm_key, _kind = watermark.resolve_key(args.watermark_key_file)
     src = args.input
     if src != "-" and not os.path.exists(src):
         raise UsageError(f"{src}: no such file or directory")
@@ -223,7 +235,10 @@ def _cmd_sign(args) -> int:
             skipped += 1
             continue
         try:
-            result = sign(in_path, sidecar=args.sidecar, **kw)
+            source, file_kw = in_path, kw
+            if args.watermark:
+                source, file_kw = _prov_watermark(in_path, payload, wm_key, kw, is_dir)
+            result = sign(source, sidecar=args.sidecar, **file_kw)
         except (MediaError, SigningError) as exc:
             if not is_dir:
                 raise
@@ -243,8 +258,10 @@ def _cmd_sign(args) -> int:
         signed += 1
         if out_path != "-":
             if args.json:
+                wp = file_kw.get("watermark_payload")
                 print(json.dumps({"input": in_path, "output": out_path,
-                                  "manifest": target if args.sidecar else None, "signer": signer.subject}))
+                                  "manifest": target if args.sidecar else None, "signer": signer.subject,
+                                  "watermark_payload": wp.hex() if wp else None}))
             elif not is_dir:
                 print(f"signed {in_path} -> {target}", file=sys.stderr)
     if is_dir and not args.json:
@@ -252,6 +269,23 @@ def _cmd_sign(args) -> int:
               + (f", {skipped} skipped" if skipped else "") + (f", {failures} failed" if failures else ""),
               file=sys.stderr)
     return EXIT_FAIL if failures else EXIT_OK
+
+
+def _prov_watermark(in_path: str, payload, key, kw: dict, is_dir: bool):
+    """(watermarked image bytes, sign kwargs with its soft binding); non-images in a directory are
+    signed unmarked, with a note."""
+    from provenance.media import IMAGE_MIMES, read_source, sniff_mime
+    from provenance.signing import embed_watermark
+
+    data, name = read_source(in_path)
+    kind = sniff_mime(data[:1024], name)
+    if is_dir and kind not in IMAGE_MIMES:
+        if kind is not None:
+            print(f"synthguard: note: {in_path}: not an image, signed without a watermark", file=sys.stderr)
+        return data, kw
+    pl = payload if payload is not None else os.urandom(8)
+    src = data if in_path == "-" else in_path  # stdin is read once; a path keeps its name for messages
+    return embed_watermark(src, pl, key=key, mime=kw.get("mime")), {**kw, "watermark_payload": pl}
 
 
 def _add_verify(sub) -> None:
@@ -315,7 +349,7 @@ def _prov_table(rows, anchors) -> None:
         if v.reason and v.state not in ("trusted",):
             detail = f"{detail}: {v.reason}" if detail and v.state == "invalid" else (detail or v.reason)
         table.add_row(shown, f"[{_STATE_STYLE.get(v.state, '')}]{v.state}[/]", ai, model, v.signer or "-",
-                      v.signed_at or "-", detail or "")
+                      v.signed_at or "-", detail if len(detail) <= 160 else detail[:157] + "...")
     con = console()
     con.print(table)
     counts: dict[str, int] = {}
@@ -682,6 +716,129 @@ def _cmd_fingerprint_match(args) -> int:
 
 # ----------------------------------------------------------------------------- posture / controls
 # (posture: issue 6)
+def _add_posture(sub) -> None:
+    from s3sync.posture.reports import FORMATS
+
+    p = sub.add_parser(
+        "posture", help="leak-exposure posture of synthetic-media buckets (S3, CloudFront, IAM, EC2, KMS, ...)",
+        description="Check the AWS estate around synthetic-media and training-data buckets (tag synthguard:class "
+                    "or synthguard.toml). Findings are pass/fail/unknown with the API evidence. Exit 1 when a failed "
+                    "finding is at or above --fail-severity (default: any failed finding; 'none' never fails). "
+                    "--remediate prints the API calls (dry run) unless --apply is given.")
+    p.add_argument("--config", metavar="TOML", help="synthguard.toml ([posture] table): buckets, classes, owners, "
+                                                   "allowed principals")
+    _add_aws_options(p)
+    p.add_argument("--bucket", action="append", default=[], metavar="NAME",
+                   help="only these buckets (repeatable; still scoped by tags/config)")
+    p.add_argument("--format", default="table", choices=FORMATS)
+    p.add_argument("--out", metavar="PATH", help="write the findings here instead of stdout")
+    p.add_argument("--checks", type=_parse_csv, default=None, metavar="IDS", help="only these check ids (globs ok)")
+    p.add_argument("--exclude-checks", type=_parse_csv, default=None, metavar="IDS", help="skip these check ids")
+    p.add_argument("--fail-severity", default="informational", metavar="SEV",
+                   help="exit 1 on a failed finding at or above: informational,low,medium,high,critical or none")
+    p.add_argument("--remediate", metavar="LIST", help="legal-hold,tag,block-public-access")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dry-run", dest="apply", action="store_false", default=False,
+                   help="print the remediation API calls as JSON lines (default)")
+    g.add_argument("--apply", "--no-dry-run", dest="apply", action="store_true", help="perform the remediation calls")
+    p.add_argument("--remediation-log", default=os.path.join(".synthguard", "remediation.jsonl"), metavar="PATH",
+                   help="append applied calls and their results here (default .synthguard/remediation.jsonl)")
+    p.add_argument("--security-hub", action="store_true", help="also import the findings into Security Hub (ASFF)")
+    p.add_argument("--list-checks", action="store_true", help="list check ids and exit")
+    p.set_defaults(func=_cmd_posture)
+
+
+def _cmd_posture(args) -> int:
+    from s3sync.posture import Clients, failed_at_or_above, load_config, run_checks, severity_rank
+    from s3sync.posture.checks import CHECK_IDS, REGISTRY
+    from s3sync.posture.collect import collect
+    from s3sync.posture.reports import import_to_security_hub, render, to_asff
+
+    if args.list_checks:
+        for cid in CHECK_IDS:
+            m = REGISTRY[cid][0]
+            print(f"{cid:34} {m.severity:9} {m.title}")
+        return EXIT_OK
+    if args.fail_severity.lower() != "none":
+        try:
+            severity_rank(args.fail_severity)
+        except ValueError as exc:
+            raise UsageError(f"--fail-severity: {exc}") from None
+    actions = None
+    if args.remediate:
+        from s3sync.posture.remediate import parse_actions
+
+        try:
+            actions = parse_actions(args.remediate)
+        except ValueError as exc:
+            raise UsageError(f"--remediate: {exc}") from None
+    elif args.apply:
+        raise UsageError("--apply needs --remediate LIST")
+    cfg = load_config(args.config)
+    clients = Clients.from_args(args)
+    snap = collect(clients, cfg, buckets=args.bucket or None)
+    findings = run_checks(snap, checks=args.checks, exclude=args.exclude_checks)
+    rc = EXIT_FAIL if failed_at_or_above(findings, args.fail_severity) else EXIT_OK
+    if actions is None or args.out:
+        write_text(render(findings, args.format, out_of_scope=len(snap.out_of_scope), account_id=snap.account_id,
+                          region=snap.region), args.out)
+    if args.security_hub:
+        res = import_to_security_hub(to_asff(findings, snap.account_id, snap.region), clients("securityhub"))
+        print(f"synthguard: imported {res['success']} findings into Security Hub, {len(res['failed'])} failed",
+              file=sys.stderr)
+    fails = sum(f.failed for f in findings)
+    print(f"synthguard: {len(snap.buckets)} buckets in scope, {len(snap.out_of_scope)} out of scope; "
+          f"{fails} failed, {sum(f.status.value == 'unknown' for f in findings)} unknown, "
+          f"{sum(f.status.value == 'pass' for f in findings)} passed", file=sys.stderr)
+    if actions is not None:
+        from s3sync.posture.remediate import apply, plan
+
+        todo, skipped = plan(snap, actions)
+        for s in skipped:
+            print(f"synthguard: remediation skipped: {json.dumps(s.to_dict())}", file=sys.stderr)
+        if not args.apply:
+            for a in todo:
+                sys.stdout.write(a.to_json_line() + "\n")
+            print(f"synthguard: dry run: {len(todo)} call(s); add --apply to perform them", file=sys.stderr)
+        else:
+            results = apply(todo, clients, args.remediation_log)
+            for r in results:
+                sys.stdout.write(json.dumps(r) + "\n")
+            errs = sum(r["result"] != "ok" for r in results)
+            print(f"synthguard: applied {len(results) - errs} call(s), {errs} failed; logged to "
+                  f"{args.remediation_log}", file=sys.stderr)
+            if errs:
+                rc = EXIT_FAIL
+    return rc
+
+
+def _add_controls(sub) -> None:
+    p = sub.add_parser("controls", help="generate detective/preventive AWS controls for the synthetic-media estate")
+    csub = p.add_subparsers(dest="controls_command", metavar="ACTION")
+    csub.required = True
+    g = csub.add_parser("generate", help="Config rules, Contributor Insights rule, Macie identifiers, IAM policies",
+                        description="Write JSON inputs of AWS API calls (PutConfigRule, PutInsightRule, "
+                                    "CreateCustomDataIdentifier, CreatePolicy) for the buckets in synthguard.toml, "
+                                    "validated against botocore's service models.")
+    g.add_argument("--config", required=True, metavar="TOML", help="synthguard.toml with [[posture.buckets]]")
+    g.add_argument("--out", required=True, metavar="DIR", help="directory for the JSON files")
+    g.add_argument("--region", default=None, help="region for region-bound conditions (default: config or us-east-1)")
+    g.set_defaults(func=_cmd_controls_generate)
+
+
+def _cmd_controls_generate(args) -> int:
+    from s3sync.posture import controls, load_config
+
+    cfg = load_config(args.config)
+    outputs = controls.generate(cfg, region=args.region)
+    errs = controls.validate(outputs, cfg)
+    if errs:
+        for e in errs:
+            print(f"synthguard: invalid control: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    for path in controls.write(outputs, args.out):
+        print(path)
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------- main

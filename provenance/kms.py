@@ -33,6 +33,9 @@ def kms_client(*, endpoint_url: str | None = None, region: str | None = None,
     return session.client("kms", endpoint_url=endpoint or None, region_name=region or None)
 
 
+_new_client = kms_client  # kms_signer's parameter shadows the name
+
+
 def kms_public_key(key_id: str, client: Any) -> tuple[Any, str, str]:
     """``(public_key, c2pa_alg, kms_signing_algorithm)`` for a KMS key; ValueError if it cannot sign."""
     from .signing import SigningError
@@ -56,7 +59,7 @@ def kms_signer(key_id: str, cert_chain_pem: _certs.PemInput, *, kms_client: Any 
     """A :class:`provenance.Signer` whose signatures come from KMS ``Sign``."""
     from .signing import Signer, SigningError
 
-    client = kms_client or globals()["kms_client"](endpoint_url=endpoint_url, region=region, profile=profile)
+    client = kms_client or _new_client(endpoint_url=endpoint_url, region=region, profile=profile)
     public_key, alg, kms_alg = kms_public_key(key_id, client)
     try:
         chain = _certs.load_chain(cert_chain_pem)

@@ -112,6 +112,7 @@ class Signer:
         self.subject = _certs.cert_subject(chain[0])
         self.not_after = chain[0].not_valid_after_utc
         self.description = description or self.subject
+        self._callback_errors: list[BaseException] = []  # filled by callback (KMS/HSM) signers
 
     def __repr__(self) -> str:
         return f"Signer(subject={self.subject!r}, alg={self.alg}, tsa_url={self.tsa_url!r})"
@@ -158,13 +159,12 @@ class Signer:
         a = _certs.normalize_alg(alg)
         chain_pem = _certs.cert_to_pem(*chain)
         _check_tsa(tsa_url)
-        last_error: list[BaseException] = []
 
         def wrapped(data: bytes) -> bytes:
             try:
                 return sign_fn(data)
-            except BaseException as exc:  # the native side only sees -1; keep the reason
-                last_error[:] = [exc]
+            except Exception as exc:  # the native side only sees -1; keep the reason
+                signer._callback_errors[:] = [exc]
                 raise
 
         def factory(tsa: Optional[str]) -> c2pa.Signer:
@@ -172,7 +172,6 @@ class Signer:
 
         signer = cls(alg=a, chain_pem=chain_pem, factory=factory, tsa_url=tsa_url,
                      description=description)
-        signer._callback_errors = last_error
         signer.native()
         return signer
 
@@ -310,6 +309,8 @@ def sign(source: Source, *, signer: Signer, model: str | None = None, model_vers
     if tsa_url is not None:
         _check_tsa(tsa_url)
     native = signer.native(tsa_url)
+    callback_errors = signer._callback_errors
+    callback_errors.clear()  # report only this call's KMS/HSM failure
     when = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     manifest = build_manifest(title=Path(name).name if name else None, model=model,
                               model_version=model_version, prompt=prompt,
@@ -343,8 +344,7 @@ def sign(source: Source, *, signer: Signer, model: str | None = None, model_vers
         out = io.BytesIO()
         manifest_bytes = builder.sign(native, fmt, io.BytesIO(data), out)
     except c2pa.C2paError as exc:
-        cause = getattr(signer, "_callback_errors", None)
-        detail = f" ({_clean(cause[0])})" if cause else ""
+        detail = f" ({_clean(callback_errors[0])})" if callback_errors else ""
         raise SigningError(f"{name or 'input'}: c2pa could not sign this {fmt} file: "
                            f"{_clean(exc)}{detail}") from None
     finally:
@@ -374,3 +374,51 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# ----------------------------------------------------------------------------- watermark, then sign
+_PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/tiff": "TIFF",
+               "image/avif": "AVIF", "image/heic": "HEIF", "image/heif": "HEIF"}
+
+
+def embed_watermark(source: Source, payload: bytes, *, key: bytes | None = None,
+                    mime: str | None = None) -> bytes:
+    """Embed the invisible watermark (``watermark.embed``) into an image and re-encode it in its own
+    format (JPEG/WebP/AVIF/HEIC at quality 95, lossless formats losslessly, ICC profile kept).
+
+    Generation-time step before :func:`sign`: the pixels change, so the watermark must go in before
+    the manifest hashes them. Raises MediaError for non-images and images too small to mark.
+    """
+    import numpy as np
+    from PIL import Image
+
+    import watermark
+
+    data, name = read_source(source)
+    fmt = resolve_mime(data, name, mime)
+    if fmt not in _PIL_FORMAT:
+        raise MediaError(f"{name or 'input'}: the watermark is embedded into images only "
+                         f"(JPEG, PNG, WebP, TIFF, AVIF, HEIC), not {fmt}")
+    from .media import _register_heif, decode_image
+
+    _register_heif()
+    with Image.open(io.BytesIO(data)) as original:
+        icc = original.info.get("icc_profile")
+    arr = decode_image(data, keep_alpha=fmt != "image/jpeg")
+    try:
+        marked = watermark.embed(arr, payload, key=key)
+    except ValueError as exc:
+        raise MediaError(f"{name or 'input'}: cannot watermark: {exc}") from None
+    img = Image.fromarray(np.asarray(marked))
+    out = io.BytesIO()
+    opts: dict[str, Any] = {"icc_profile": icc} if icc else {}
+    pil = _PIL_FORMAT[fmt]
+    if pil in ("JPEG", "WEBP", "AVIF", "HEIF"):
+        opts["quality"] = 95
+    if pil == "HEIF":
+        import pillow_heif
+
+        pillow_heif.from_pillow(img).save(out, format="HEIF", **opts)
+    else:
+        img.save(out, pil, **opts)
+    return out.getvalue()

@@ -121,6 +121,19 @@ def test_manifest_content(signed_jpeg, ident):
     assert "thumbnail" not in m  # off by default
 
 
+def test_foreign_camera_manifest_is_not_ai_generated(media, ident):
+    """A manifest written by another tool (raw c2pa-python, a camera-style capture) reads as such."""
+    chain, key = ident.signer_cert.read_bytes(), ident.signer_key.read_bytes()
+    raw = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", chain, key, None))
+    b = c2pa.Builder(json.dumps({"claim_generator_info": [{"name": "CameraCo", "version": "7.1"}]}))
+    b.add_action(json.dumps({"action": "c2pa.created", "digitalSourceType":
+                             "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"}))
+    out = io.BytesIO()
+    b.sign(raw, "image/jpeg", io.BytesIO(media["jpeg"]), out)
+    v = verify(out.getvalue(), trust_anchors=ident.root)
+    assert (v.state, v.ai_generated, v.model, v.model_version) == ("trusted", False, "CameraCo", "7.1")
+
+
 def test_path_and_stream_sources(tmp_path, media, signer, ident):
     p = tmp_path / "in.png"
     p.write_bytes(media["png"])
@@ -315,6 +328,26 @@ def test_legacy_sec1_key_is_converted(ident, media):
     assert sec1.startswith(b"-----BEGIN EC PRIVATE KEY")
     s = Signer.from_files(ident.signer_cert, sec1)
     assert verify(sign(media["jpeg"], signer=s), trust_anchors=ident.root).state == "trusted"
+
+
+def test_callback_signer_and_its_failures(ident, media):
+    """The KMS/HSM hook: signatures come from a function; its exception reaches the user's message."""
+    key, _ = certs.load_private_key(ident.signer_key)
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    calls = []
+
+    def hsm(data: bytes) -> bytes:
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise RuntimeError("HSM offline")
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    s = Signer.from_callback(hsm, ident.signer_cert, alg="ES256")
+    assert verify(sign(media["jpeg"], signer=s), trust_anchors=ident.root).state == "trusted"
+    with pytest.raises(SigningError, match="HSM offline"):
+        sign(media["jpeg"], signer=s)
 
 
 def test_unreachable_tsa_fails_at_signing(media, signer):

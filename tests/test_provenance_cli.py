@@ -179,3 +179,40 @@ def test_usage_errors_exit_2_with_one_line(argv, tmp_path, keys, run):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_sign_with_watermark_embeds_then_binds(tmp_path, keys, run):
+    import numpy as np
+
+    import watermark
+    from provenance.media import decode_image
+
+    src = _write(tmp_path / "gen.png", make_media.image_bytes("png", size=(320, 320)))
+    out = tmp_path / "marked.png"
+    code, stdout, err = run("sign", src, "-o", out, *_signargs(keys), "--watermark", "--watermark-payload",
+                            "0102030405060708", "--watermark-key-file", keys / "watermark.key", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["watermark_payload"] == "0102030405060708"
+    v = verify(out, trust_anchors=keys / "root.pem")
+    assert v.state == "trusted" and v.soft_binding == "0102030405060708"
+    # PNG is lossless: the signed pixels are exactly the watermark room's embed of the original.
+    key = watermark.load_key(keys / "watermark.key")
+    expected = watermark.embed(decode_image(src), bytes.fromhex("0102030405060708"), key=key)
+    assert np.array_equal(decode_image(out), expected)
+    assert not np.array_equal(decode_image(out), decode_image(src))
+    # video cannot take the image watermark; sidecar cannot carry changed pixels
+    mp4 = _write(tmp_path / "v.mp4", make_media.video_bytes("mp4", seconds=0.3))
+    assert run("sign", mp4, "-o", tmp_path / "o.mp4", *_signargs(keys), "--watermark")[0] == 2
+    assert run("sign", src, "-o", tmp_path / "o.png", *_signargs(keys), "--watermark", "--sidecar")[0] == 2
+
+
+def test_embed_watermark_keeps_format(keys):
+    from provenance.media import sniff_mime
+    from provenance.signing import embed_watermark
+
+    for fmt in ("jpeg", "webp", "tiff"):
+        data = make_media.image_bytes(fmt, size=(300, 300))
+        marked = embed_watermark(data, b"\x00" * 8)
+        assert sniff_mime(marked) == sniff_mime(data) and marked != data
+    with pytest.raises(Exception, match="images only"):
+        embed_watermark(make_media.audio_bytes("wav", seconds=0.1), b"\x00" * 8)

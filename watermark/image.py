@@ -48,7 +48,7 @@ FLAT_SIGMA = 3.0      # spectral flattening window, FFT bins (of the 2x padded s
 BAND_MAX = 0.32       # cycles per pixel kept for lattice estimation
 P_MIN, P_MAX = 0.17, 0.62   # period search range, fraction of the short side at detection
 ROT_MAX = 8.0         # degrees searched either way (flips/quarter turns come free)
-ASPECTS = (1.0, 1.15, 1 / 1.15, 1.3, 1 / 1.3, 1.45, 1 / 1.45)
+ASPECTS = (1.0, 1.08, 1 / 1.08, 1.16, 1 / 1.16, 1.25, 1 / 1.25, 1.34, 1 / 1.34, 1.44, 1 / 1.44)
 GAIN_MIN, GAIN_MAX = 0.3, 3.0
 
 
@@ -216,7 +216,7 @@ def _autocorr(w: np.ndarray) -> tuple[np.ndarray, int, int]:
     fx = (np.arange(wp) - wp // 2) / wp
     fr = np.hypot(fy[:, None], fx[None, :])
     band = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
-    flat = power / (smooth + 1e-6 * float(smooth.mean())) * band
+    flat = power / (smooth + 1e-6 * float(smooth.mean()) + 1e-12) * band
     ac = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(flat)).real)
     ones = np.fft.rfft2(np.ones_like(w), (hp, wp))
     overlap = np.fft.fftshift(np.fft.irfft2(np.abs(ones) ** 2, (hp, wp))) / (h * wd)

@@ -316,8 +316,12 @@ def _macie(c: Clients) -> Any:
 
 # ----------------------------------------------------------------------------- entry point
 def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iterable[str] | None = None,
-            max_workers: int = 8) -> Snapshot:
-    """Build the snapshot: scope the buckets, then read everything the checks need, in parallel."""
+            max_workers: int = 8, account_level: bool = True) -> Snapshot:
+    """Build the snapshot: scope the buckets, then read everything the checks need, in parallel.
+
+    ``account_level=False`` reads only the buckets (enough for remediation planning); the
+    account-level fields then hold Unavailable("not collected"), so checks report unknown.
+    """
     config = config or PostureConfig()
     t0 = time.time()
     snap = Snapshot(config=config, collected_at=t0)
@@ -353,6 +357,14 @@ def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iter
         if not snap.buckets:
             snap.collected_at = time.time() - t0
             return snap  # nothing in scope: no account-level questions worth asking
+        if not account_level:
+            skip = Unavailable("collect", "NotCollected", "account-level collection was not requested")
+            for name in ("account_public_access_block", "trails", "distributions", "principals", "instances",
+                         "security_groups", "guardduty", "macie", "config_rules", "config_recorders",
+                         "insight_rules"):
+                setattr(snap, name, skip)
+            snap.collected_at = time.time() - t0
+            return snap
         futs = {
             "account_public_access_block": pool.submit(_account_pab, clients, snap.account_id),
             "trails": pool.submit(_trails, clients),

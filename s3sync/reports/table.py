@@ -17,7 +17,10 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
     from rich.table import Table
 
     buf = io.StringIO()
-    con = Console(file=buf, width=width or 120, force_terminal=color, no_color=not color, highlight=False,
+    if width is None:  # wide enough that object keys are never folded mid-name
+        longest = max((len(o.uri) + len(o.version_id or "") for o in result.objects), default=0)
+        width = max(120, min(400, longest + 90))
+    con = Console(file=buf, width=width, force_terminal=color, no_color=not color, highlight=False,
                   soft_wrap=False)
     s = result.summary
     counts = s.get("counts", {})

@@ -113,8 +113,14 @@ def _audit(seaweed, ident, state, **kw):
                         state=state, **kw)
 
 
-def test_full_audit_classifies_every_object(seaweed, ident, seeded, tmp_path):
-    res = _audit(seaweed, ident, tmp_path / "s.db", workers=8, processes=0)
+@pytest.fixture(scope="module")
+def first_run(seaweed, ident, seeded, tmp_path_factory):
+    state = tmp_path_factory.mktemp("audit-state") / "s.db"
+    return state, _audit(seaweed, ident, state, workers=8, processes=0)
+
+
+def test_full_audit_classifies_every_object(seaweed, ident, seeded, first_run):
+    res = first_run[1]
     got = {o.key: o.status for o in res.objects}
     assert got == seeded["expected"]
     s = res.summary
@@ -143,9 +149,8 @@ def test_full_audit_classifies_every_object(seaweed, ident, seeded, tmp_path):
                       "watermark", "training_match", "error"}
 
 
-def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seeded, tmp_path):
-    state = tmp_path / "s.db"
-    first = _audit(seaweed, ident, state, workers=8)
+def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seeded, first_run):
+    state, first = first_run
     n_unreadable = first.counts["unreadable"]
     assert n_unreadable == 2
     second = _audit(seaweed, ident, state, workers=8)
@@ -163,8 +168,10 @@ def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seed
         third = _audit(seaweed, ident, state, workers=8)
         assert third.summary["downloaded"] == n_unreadable + 1
         assert {o.key: o.status for o in third.objects}["tmp/changed.jpg"] == "ok"
-        full = _audit(seaweed, ident, state, workers=8, full=True)
-        assert full.summary["downloaded"] == len(third.objects)
+        full = s3sync.audit(["s3://audit-main/tmp/", "s3://audit-main/gen/"], endpoint_url=seaweed.endpoint_url,
+                            trust_anchors=ident["paths"].root, watermark_key_file=ident["paths"].watermark_key,
+                            state=state, full=True)
+        assert full.summary["downloaded"] == len(full.objects) > 5
         assert full.summary["reused"] == 0
     finally:
         c.delete_object(Bucket="audit-main", Key="tmp/changed.jpg")
@@ -176,7 +183,8 @@ def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seed
 
 def test_prefix_target_and_iterator(seaweed, ident, seeded, tmp_path):
     seen = list(s3sync.iter_audit(["s3://audit-main/gen/"], endpoint_url=seaweed.endpoint_url,
-                                  trust_anchors=ident["paths"].root, state=tmp_path / "s.db", workers=4))
+                                  trust_anchors=ident["paths"].root, state=tmp_path / "s.db", workers=4,
+                                  watermark_key_file=ident["paths"].watermark_key))
     want = {k: v for k, v in seeded["expected"].items() if k.startswith("gen/")}
     assert {o.key: o.status for o in seen} == want
     assert all(isinstance(o, s3sync.ObjectResult) for o in seen)
@@ -214,7 +222,7 @@ def _cli(args, seaweed, **kw):
 def test_cli_json_fail_on_and_reports(seaweed, ident, seeded, tmp_path):
     state = str(tmp_path / "cli.db")
     base = ["s3://audit-main/gen/", "--state", state, "--trust-anchors", str(ident["paths"].root),
-            "--processes", "0"]
+            "--watermark-key-file", str(ident["paths"].watermark_key), "--processes", "0"]
     r = _cli(base + ["--format", "json"], seaweed)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # no progress bar, nothing but JSON
@@ -226,11 +234,13 @@ def test_cli_json_fail_on_and_reports(seaweed, ident, seeded, tmp_path):
               "--fail-on", "missing,invalid,untrusted,leak"], seaweed)
     assert r.returncode == 0, r.stdout + r.stderr  # only trusted objects under that prefix
     assert "ok" in r.stdout
-    # Reports from the stored state, in every format.
+    # Reports from the stored state, in every format (in-process: the subprocess path is shown above).
+    import cli
+
     for fmt in ("html", "json", "jsonl", "csv", "sarif", "table"):
         out = tmp_path / f"report.{fmt}"
-        r = _cli(["report", "--state", state, "--run", doc["run_id"], "--format", fmt, "--out", str(out)], seaweed)
-        assert r.returncode == 0, r.stderr
+        assert cli.main(["audit", "report", "--state", state, "--run", doc["run_id"], "--format", fmt,
+                         "--out", str(out)]) == 0
         text = out.read_text()
         assert "tampered.jpg" in text
     sarif = json.loads((tmp_path / "report.sarif").read_text())
@@ -242,15 +252,16 @@ def test_cli_json_fail_on_and_reports(seaweed, ident, seeded, tmp_path):
     assert json.loads(lines[0])["type"] == "summary" and len(lines) == 1 + len(rows)
 
 
-def test_cli_usage_errors(seaweed, tmp_path):
+def test_cli_usage_errors(seaweed, tmp_path, capsys, monkeypatch):
+    import cli
+
     r = _cli(["s3://no-such-bucket-here", "--state", str(tmp_path / "x.db")], seaweed)
     assert r.returncode == 2 and "NoSuchBucket" in r.stderr and "Traceback" not in r.stderr
-    r = _cli(["gs://bucket", "--state", str(tmp_path / "x.db")], seaweed)
-    assert r.returncode == 2 and "s3://" in r.stderr
-    r = _cli(["report", "--state", str(tmp_path / "missing.db")], seaweed)
-    assert r.returncode == 2 and "not found" in r.stderr
-    r = _cli(["s3://audit-main", "--trust-anchors", str(tmp_path / "nope.pem"), "--state", str(tmp_path / "x.db")],
-             seaweed)
-    assert r.returncode == 2 and "trust anchors" in r.stderr
-    r = _cli([], seaweed)
-    assert r.returncode == 2
+    for args, needle in ((["gs://bucket"], "s3://"), (["report", "--state", str(tmp_path / "missing.db")], "not found"),
+                         (["s3://audit-main", "--trust-anchors", str(tmp_path / "nope.pem")], "trust anchors"),
+                         (["s3://audit-main", "--watermark-key-file", str(tmp_path / "nope.key")], "watermark key"),
+                         ([], "target"), (["s3://audit-main", "--fail-on", "bogus"], "bogus")):
+        state = [] if "--state" in args else ["--state", str(tmp_path / "x.db")]
+        assert cli.main(["audit", *args, *state]) == 2, args
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err

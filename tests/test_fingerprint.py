@@ -1,0 +1,150 @@
+"""Fingerprints: transformed copies match, distinct images do not, the value object behaves."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import provenance
+from provenance import fingerprints as fpm
+from provenance.fingerprints import Fingerprint, fingerprint
+
+
+def _jpeg(a, q):
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, format="JPEG", quality=q)
+    return np.asarray(Image.open(io.BytesIO(b.getvalue())).convert("RGB"))
+
+
+def _crop_area(a, area, fx, fy):
+    """Crop keeping ``area`` of the pixels, placed at fraction (fx, fy) of the free room (off-centre)."""
+    h, w = a.shape[:2]
+    s = math.sqrt(area)
+    ch, cw = round(h * s), round(w * s)
+    y0, x0 = round((h - ch) * fy), round((w - cw) * fx)
+    return np.ascontiguousarray(a[y0:y0 + ch, x0:x0 + cw])
+
+
+TRANSFORMS = {
+    "jpeg50": lambda a: _jpeg(a, 50),
+    "resize0.5": lambda a: np.asarray(Image.fromarray(a).resize((a.shape[1] // 2, a.shape[0] // 2), Image.BICUBIC)),
+    "crop70_offcentre": lambda a: _crop_area(a, 0.70, 0.85, 0.2),
+    "crop70_corner": lambda a: _crop_area(a, 0.70, 0.0, 1.0),
+    "rotate3": lambda a: np.asarray(Image.fromarray(a).rotate(3, resample=Image.BICUBIC, fillcolor=(0, 0, 0))),
+    "flip": lambda a: np.ascontiguousarray(a[:, ::-1]),
+    "border20": lambda a: np.pad(a, ((20, 20), (20, 20), (0, 0))),
+    "grayscale": lambda a: np.repeat(np.asarray(Image.fromarray(a).convert("L"))[..., None], 3, axis=2),
+    "flip+jpeg+crop80": lambda a: _jpeg(_crop_area(np.ascontiguousarray(a[:, ::-1]), 0.8, 0.3, 0.7), 70),
+}
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    out = {n: getattr(data, n)() for n in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")}
+    out["camera"] = np.stack([data.camera()] * 3, axis=-1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fps(photos):
+    return {n: fingerprint(a) for n, a in photos.items()}
+
+
+@pytest.mark.parametrize("tname", sorted(TRANSFORMS))
+def test_transformed_copy_matches(photos, fps, tname):
+    for name in ("astronaut", "coffee", "chelsea"):
+        copy = fingerprint(TRANSFORMS[tname](photos[name]))
+        d = fps[name] - copy
+        assert d <= fpm.THRESHOLD, f"{name} {tname}: distance {d} > {fpm.THRESHOLD}"
+        assert fps[name].matches(copy) and copy.matches(fps[name])
+
+
+def test_copy_finds_its_own_original_not_another(photos, fps):
+    for name in ("astronaut", "coffee", "chelsea"):
+        copy = fingerprint(TRANSFORMS["crop70_offcentre"](photos[name]))
+        nearest = min(fps, key=lambda n: fps[n] - copy)
+        assert nearest == name
+
+
+def test_distinct_images_do_not_match(fps):
+    names = sorted(fps)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not fps[a].matches(fps[b]), f"{a} vs {b}: distance {fps[a] - fps[b]}"
+            assert fps[a] - fps[b] == fps[b] - fps[a]
+
+
+def test_flip_is_exactly_invariant_on_the_full_frame(photos):
+    a = photos["coffee"]
+    assert np.array_equal(fpm.hash_parts(a)[0], fpm.hash_parts(np.ascontiguousarray(a[:, ::-1]))[0])
+
+
+def test_value_object_roundtrip_and_semantics(photos, fps):
+    f = fps["astronaut"]
+    assert f.parts.shape == (len(fpm.WINDOWS), fpm.HASH_BYTES)
+    assert Fingerprint.from_hex(f.to_hex()) == f
+    assert Fingerprint.from_bytes(f.to_bytes()) == f
+    assert hash(Fingerprint.from_hex(f.to_hex())) == hash(f)
+    assert f - f == 0 and f.matches(f)
+    assert f != fps["coffee"]
+    assert "Fingerprint(" in repr(f)
+    d = f.to_dict()
+    assert d["bits"] == 256 and d["parts"] == len(fpm.WINDOWS) and d["hex"] == f.to_hex()
+    with pytest.raises(ValueError):
+        Fingerprint.from_hex("abc")
+    with pytest.raises(ValueError):
+        Fingerprint.from_hex("zz" * 32)
+    with pytest.raises(ValueError):  # read-only: a value cannot change under a registry's feet
+        f.parts[0, 0] = 1
+
+
+def test_confidence_is_monotone(fps):
+    c = [fpm.confidence_for(d) for d in range(0, 120, 4)]
+    assert all(x >= y for x, y in zip(c, c[1:]))
+    assert c[0] > 0.99 and fpm.confidence_for(128) < 0.5
+
+
+def test_path_bytes_and_stream_give_the_same_fingerprint(tmp_path, photos):
+    png = tmp_path / "a.png"
+    Image.fromarray(photos["chelsea"]).save(png)
+    data = png.read_bytes()
+    f_path = provenance.fingerprint(str(png))
+    assert f_path == provenance.fingerprint(png) == provenance.fingerprint(data) == \
+        provenance.fingerprint(io.BytesIO(data)) == fingerprint(photos["chelsea"])
+
+
+def test_bad_input_is_a_media_error(tmp_path):
+    from provenance.media import MediaError
+
+    with pytest.raises(MediaError):
+        fingerprint(b"not an image")
+    with pytest.raises(MediaError):
+        fingerprint(b"")
+    with pytest.raises(MediaError):
+        fingerprint(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_uniform_and_tiny_images_do_not_crash():
+    f = fingerprint(np.full((50, 80, 3), 127, np.uint8))
+    assert len(f) == len(fpm.WINDOWS)
+
+
+def test_video_keyframes_match_a_reencoded_copy():
+    import av  # noqa: F401 - PyAV is a dependency
+    from fixtures.make_media import video_bytes
+
+    original = video_bytes("mp4", seconds=1.0, fps=12, size=(192, 144), audio=False, source="astronaut")
+    reencoded = video_bytes("mp4", seconds=1.0, fps=12, size=(160, 120), audio=False, source="astronaut",
+                            bit_rate=150_000)
+    other = video_bytes("mp4", seconds=1.0, fps=12, size=(192, 144), audio=False, source="coffee")
+    a = fpm.video_fingerprints(original, max_frames=6)
+    b = fpm.video_fingerprints(io.BytesIO(reencoded), max_frames=6)
+    c = fpm.video_fingerprints(other, max_frames=6)
+    assert len(a) == 6 and len(b) == 6
+    assert fpm.video_matches(b, a)[0]
+    assert not fpm.video_matches(c, a)[0]

@@ -1,0 +1,174 @@
+"""Registry: add / match, survives restart, migrates old schemas, sees other processes' writes."""
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+
+from provenance import fingerprints as fpm
+from provenance import registry as regmod
+from provenance.fingerprints import Fingerprint, fingerprint
+from provenance.registry import Match, Registry
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    return {n: getattr(data, n)() for n in ("astronaut", "coffee", "chelsea", "rocket")}
+
+
+@pytest.fixture(scope="module")
+def fps(photos):
+    return {n: fingerprint(a) for n, a in photos.items()}
+
+
+def _crop(a, area=0.7, fx=0.9, fy=0.1):
+    h, w = a.shape[:2]
+    s = math.sqrt(area)
+    ch, cw = round(h * s), round(w * s)
+    y0, x0 = round((h - ch) * fy), round((w - cw) * fx)
+    return np.ascontiguousarray(a[y0:y0 + ch, x0:x0 + cw])
+
+
+def test_add_match_and_restart(tmp_path, photos, fps):
+    db = tmp_path / "reg.db"
+    with Registry(db) as reg:
+        for n in ("astronaut", "coffee", "chelsea"):
+            reg.add(n, fps[n], source_uri=f"file:///data/{n}.png", label="faces-v1")
+        assert len(reg) == 3 and "coffee" in reg
+        m = reg.best_match(fingerprint(_crop(photos["coffee"])))
+        assert isinstance(m, Match) and m.asset_id == "coffee" and m.label == "faces-v1"
+        assert 0 <= m.distance <= fpm.THRESHOLD and 0.0 < m.confidence <= 1.0
+        assert reg.best_match(fps["rocket"]) is None
+    # a new process / a restart: reopen the file
+    with Registry(db) as reg:
+        assert len(reg) == 3 and reg.schema_version == regmod.SCHEMA_VERSION
+        m = reg.best_match(fingerprint(photos["chelsea"][:, ::-1].copy()))
+        assert m is not None and m.asset_id == "chelsea" and m.source_uri == "file:///data/chelsea.png"
+        assert reg.fingerprints("astronaut") == [fps["astronaut"]]
+        d = m.to_dict()
+        assert d["asset_id"] == "chelsea" and d["distance"] == m.distance and "confidence" in d
+
+
+def test_match_lists_nearest_first_and_replace(tmp_path, fps):
+    with Registry(tmp_path / "r.db") as reg:
+        reg.add("a", fps["astronaut"], label="v1")
+        reg.add("a-dup", fps["astronaut"], label="v1")
+        reg.add("c", fps["coffee"])
+        ms = reg.match(fps["astronaut"], k=5)
+        assert [m.asset_id for m in ms] == ["a", "a-dup"] and ms[0].distance == 0
+        reg.add("a", fps["coffee"], label="v2")          # replace: same id, new content
+        assert reg.get("a")["label"] == "v2"
+        assert [m.asset_id for m in reg.match(fps["astronaut"], k=5)] == ["a-dup"]
+        assert reg.remove("a-dup") and not reg.remove("a-dup")
+        assert reg.best_match(fps["astronaut"]) is None
+
+
+def test_index_sees_writes_from_another_connection(tmp_path, fps):
+    db = tmp_path / "shared.db"
+    with Registry(db) as reader, Registry(db) as writer:
+        assert reader.best_match(fps["rocket"]) is None      # builds the (empty) index
+        writer.add("rocket", fps["rocket"])
+        m = reader.best_match(fps["rocket"])                  # data_version changed: rebuilt
+        assert m is not None and m.asset_id == "rocket"
+
+
+def test_unchanged_by_etag_or_size_mtime(tmp_path, fps):
+    with Registry(tmp_path / "u.db") as reg:
+        reg.add("s3://b/k.png", fps["coffee"], source_uri="s3://b/k.png", etag="abc")
+        reg.add("file:///x.png", fps["chelsea"], source_uri="file:///x.png", size=10, mtime=5.0)
+        assert reg.unchanged("s3://b/k.png", etag="abc")
+        assert not reg.unchanged("s3://b/k.png", etag="def")
+        assert reg.unchanged("file:///x.png", size=10, mtime=5.0)
+        assert not reg.unchanged("file:///x.png", size=11, mtime=5.0)
+        assert not reg.unchanged("file:///nope.png", size=10, mtime=5.0)
+
+
+def test_migrates_a_v1_database_without_losing_rows(tmp_path, fps):
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute(regmod._SCHEMA_V1.strip().rstrip(";"))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (1)")
+    con.execute("INSERT INTO assets VALUES (?,?,?,?)",
+                ("legacy-1", "old-set", "file:///legacy.png", fps["astronaut"].full.tobytes().hex()))
+    con.commit()
+    con.close()
+    with Registry(db) as reg:
+        assert reg.schema_version == 2 and len(reg) == 1
+        info = reg.get("legacy-1")
+        assert info["label"] == "old-set" and info["kind"] == "image"
+        m = reg.best_match(fps["astronaut"])                  # v1 rows (full frame only) still match
+        assert m is not None and m.asset_id == "legacy-1" and m.distance == 0
+        reg.add("new", fps["coffee"])
+    con = sqlite3.connect(db)
+    versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")]
+    con.close()
+    assert versions == [1, 2]
+
+
+def test_newer_schema_and_garbage_files_are_refused(tmp_path):
+    db = tmp_path / "new.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    con.execute("INSERT INTO schema_version VALUES (99)")
+    con.commit()
+    con.close()
+    with pytest.raises(ValueError, match="newer"):
+        Registry(db)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError):
+        Registry(junk)
+    with pytest.raises(ValueError):
+        Registry(tmp_path)
+
+
+def test_video_asset_matches_when_enough_frames_match(tmp_path):
+    from fixtures.make_media import video_bytes
+
+    ref = fpm.video_fingerprints(video_bytes("mp4", seconds=1.0, fps=12, size=(192, 144), audio=False,
+                                             source="astronaut"), max_frames=6)
+    copy = fpm.video_fingerprints(video_bytes("mp4", seconds=1.0, fps=12, size=(128, 96), audio=False,
+                                              source="astronaut", bit_rate=120_000), max_frames=6)
+    other = fpm.video_fingerprints(video_bytes("mp4", seconds=1.0, fps=12, size=(192, 144), audio=False,
+                                               source="coffee"), max_frames=6)
+    with Registry(tmp_path / "v.db") as reg:
+        reg.add_video("clip-1", ref, label="clips")
+        ms = reg.match_video(copy)
+        assert ms and ms[0].asset_id == "clip-1" and ms[0].kind == "video"
+        assert ms[0].frames_matched >= 3 and ms[0].frames_total == 6
+        assert reg.match_video(other) == []
+
+
+def test_multi_index_hashing_agrees_with_brute_force():
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, size=(20_000, 32), dtype=np.uint8)
+    Q = X[:200].copy()
+    for i, q in enumerate(Q):              # plant near-duplicates at distances 0..40
+        bits = np.unpackbits(q)
+        flip = rng.choice(256, size=i % 41, replace=False)
+        bits[flip] ^= 1
+        Q[i] = np.packbits(bits)
+    mih = regmod._MIH(X)
+    T = 40
+    qi, rows, d = mih.range_search(Q, T)
+    got = {(int(a), int(b)) for a, b in zip(qi, rows)}
+    truth = {(i, int(j)) for i in range(len(Q)) for j in np.nonzero(fpm.hamming(X, Q[i]) <= T)[0]}
+    assert got <= truth                                      # never a false hit
+    exact = {(i, j) for i, j in truth if fpm.hamming(X[j], Q[i]) <= 15}
+    assert exact <= got                                      # pigeonhole: exact up to 15
+    assert len(got) >= 0.8 * len(truth)
+
+
+def test_large_registry_uses_the_index_path(tmp_path, monkeypatch, fps, photos):
+    monkeypatch.setattr(regmod, "MIH_MIN_ROWS", 100)
+    with Registry(tmp_path / "big.db") as reg:
+        for n, f in fps.items():
+            reg.add(n, f)
+        m = reg.best_match(fingerprint(_crop(photos["astronaut"], 0.8, 0.5, 0.5)))
+        assert reg._index.mih_parts is not None
+        assert m is not None and m.asset_id == "astronaut"

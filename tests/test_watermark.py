@@ -1,0 +1,230 @@
+"""Watermark: round trips, attack families, keys, clean images, odd inputs, video and the CLI."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+import watermark
+from watermark import codec
+
+PAYLOAD = bytes.fromhex("0123456789abcdef")
+KEY = bytes(range(32))
+
+
+def _img(name: str, size: int = 512) -> np.ndarray:
+    from skimage import data
+
+    a = getattr(data, name)()
+    if a.ndim == 2:
+        a = np.stack([a] * 3, -1)
+    a = a[..., :3]
+    h, w = a.shape[:2]
+    s = min(h, w)
+    a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def marked():
+    return {n: (_img(n), watermark.embed(_img(n), PAYLOAD, key=KEY)) for n in ("coffee", "chelsea", "rocket")}
+
+
+def _psnr(a, b):
+    return 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])
+def test_round_trip_and_quality(marked, name):
+    orig, m = marked[name]
+    assert m.shape == orig.shape and m.dtype == np.uint8
+    assert _psnr(orig, m) >= 40.0
+    d = watermark.detect(m, key=KEY)
+    assert d.detected and d.payload == PAYLOAD and d.key_kind == "secret"
+    assert 0 < d.false_positive_probability <= 1e-6
+    assert d.to_dict()["payload"] == PAYLOAD.hex()
+
+
+def _jpeg(a, q):
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, "JPEG", quality=q)
+    return np.asarray(Image.open(io.BytesIO(b.getvalue())).convert("RGB"))
+
+
+def _resize(a, sx, sy=None):
+    h, w = a.shape[:2]
+    sy = sx if sy is None else sy
+    return np.asarray(Image.fromarray(a).resize((round(w * sx), round(h * sy)), Image.Resampling.BICUBIC))
+
+
+ATTACKS = {
+    "jpeg50": lambda a: _jpeg(a, 50),
+    "webp70": lambda a: np.asarray(Image.open(io.BytesIO(_save(a, "WEBP", quality=70))).convert("RGB")),
+    "resize0.6": lambda a: _resize(a, 0.6),
+    "upscale1.5": lambda a: _resize(a, 1.5),
+    "crop75": lambda a: a[40:40 + 443, 60:60 + 443],
+    "rot3": lambda a: np.asarray(Image.fromarray(a).rotate(3, resample=Image.Resampling.BILINEAR)),
+    "hflip": lambda a: np.ascontiguousarray(a[:, ::-1]),
+    "aspect1.1": lambda a: _resize(a, 1.1, 1.0),
+    "blur1": lambda a: cv2.GaussianBlur(a, (0, 0), 1.0),
+    "noise5": lambda a: np.clip(a + np.random.default_rng(0).normal(0, 5, a.shape), 0, 255).astype(np.uint8),
+    "brightness1.2": lambda a: np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.2)),
+    "median3": lambda a: cv2.medianBlur(a, 3),
+    "jpeg75+resize0.75": lambda a: _resize(_jpeg(a, 75), 0.75),
+}
+
+
+def _save(a, fmt, **kw):
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, fmt, **kw)
+    return b.getvalue()
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_families(marked, attack):
+    _, m = marked["coffee"]
+    d = watermark.detect(ATTACKS[attack](m), key=KEY)
+    assert d.detected and d.payload == PAYLOAD
+
+
+def test_wrong_key_and_public_key_do_not_detect(marked):
+    _, m = marked["chelsea"]
+    for other in (None, bytes(32), b"another key"):
+        d = watermark.detect(m, key=other)
+        assert not d.detected and d.payload is None
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket", "camera", "astronaut"])
+def test_clean_images_do_not_detect(name):
+    assert not watermark.detect(_img(name)).detected
+    assert not watermark.detect(_img(name), key=KEY).detected
+
+
+def test_public_key_round_trip_via_path_and_bytes(tmp_path, marked):
+    orig, _ = marked["rocket"]
+    m = watermark.embed(orig, PAYLOAD)
+    p = tmp_path / "m.png"
+    Image.fromarray(m).save(p)
+    for src in (str(p), p.read_bytes(), io.BytesIO(p.read_bytes()), Image.open(p)):
+        d = watermark.detect(src)
+        assert d.detected and d.payload == PAYLOAD and d.key_kind == "public"
+
+
+def test_tiny_images():
+    small = _img("coffee", 200)
+    with pytest.raises(ValueError, match="256 px"):
+        watermark.embed(small, PAYLOAD)
+    m = watermark.embed(_img("rocket", 256), PAYLOAD)
+    d = watermark.detect(_resize(m, 0.5))           # 128 px on the short side
+    assert d.detected and d.payload == PAYLOAD
+    assert not watermark.detect(np.zeros((16, 16, 3), np.uint8)).detected
+
+
+def test_huge_and_odd_sizes():
+    big = cv2.resize(_img("chelsea", 512), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    m = watermark.embed(big, PAYLOAD)
+    assert m.shape == big.shape
+    assert watermark.detect(m).payload == PAYLOAD
+    odd = cv2.resize(_img("coffee", 512), (777, 333))
+    m = watermark.embed(odd, PAYLOAD)
+    assert watermark.detect(m).payload == PAYLOAD
+
+
+def test_payload_validation():
+    with pytest.raises(ValueError, match="8 bytes"):
+        watermark.embed(_img("coffee", 256), b"short")
+
+
+def test_wrappers_rgba_gray_16bit():
+    rgb = _img("coffee", 320)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])
+    m = watermark.embed(rgba, PAYLOAD)
+    assert m.shape == rgba.shape and (m[..., 3] == 77).all()
+    assert watermark.detect(m).payload == PAYLOAD
+    gray = cv2.cvtColor(_img("rocket", 320), cv2.COLOR_RGB2GRAY)
+    m = watermark.embed(gray, PAYLOAD)
+    assert m.shape == gray.shape and watermark.detect(m).payload == PAYLOAD
+    deep = rgb.astype(np.uint16) * 257
+    m = watermark.embed(deep, PAYLOAD)
+    assert m.dtype == np.uint16 and watermark.detect(m).payload == PAYLOAD
+    m = watermark.embed(Image.fromarray(rgb), PAYLOAD)
+    assert watermark.detect(m).payload == PAYLOAD
+
+
+def test_codec_false_positive_and_keys(tmp_path):
+    assert codec.false_positive_per_attempt() < 1e-15
+    assert watermark.detect(np.full((300, 300, 3), 128, np.uint8)).false_positive_probability <= 1e-6
+    kf = tmp_path / "k"
+    kf.write_text(KEY.hex() + "\n")
+    assert watermark.load_key(kf) == KEY and watermark.load_key(KEY) == KEY
+    with pytest.raises(ValueError):
+        watermark.load_key(b"nope")
+    assert watermark.resolve_key(str(kf)) == (KEY, "secret")
+
+
+def test_resolve_key_env(tmp_path, monkeypatch):
+    kf = tmp_path / "k"
+    kf.write_bytes(KEY)
+    monkeypatch.setenv(watermark.ENV_VAR, str(kf))
+    assert watermark.resolve_key(None) == (KEY, "secret")
+    monkeypatch.delenv(watermark.ENV_VAR)
+    assert watermark.resolve_key(None) == (None, "public")
+
+
+def _clip(path):
+    try:
+        from fixtures.make_media import video_bytes
+
+        data = video_bytes("mp4", seconds=0.5, fps=12, size=(320, 256))
+    except ImportError:
+        pytest.skip("fixtures.make_media.video_bytes missing")
+    path.write_bytes(data)
+    return path
+
+
+def test_video_round_trip(tmp_path):
+    import av
+
+    from watermark import video
+
+    src = _clip(tmp_path / "in.mp4")
+    out = tmp_path / "out.mp4"
+    n = video.embed(src, out, PAYLOAD, key=KEY)
+    assert n >= 5
+    with av.open(str(out)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        rate = c.streams.video[0].average_rate
+    assert "audio" in kinds and rate == 12
+    d = video.detect(out, key=KEY, max_frames=4)
+    assert d.detected and d.payload == PAYLOAD
+    assert not video.detect(src.read_bytes(), key=KEY, max_frames=3).detected
+
+
+def test_cli_embed_detect(tmp_path, capsys):
+    import cli
+
+    src = tmp_path / "in.png"
+    Image.fromarray(_img("chelsea", 384)).save(src)
+    out = tmp_path / "out.jpg"
+    kf = tmp_path / "wm.key"
+    kf.write_text(KEY.hex() + "\n")
+    assert cli.main(["watermark", "embed", str(src), str(out), "--payload", PAYLOAD.hex(), "--key-file", str(kf)]) == 0
+    capsys.readouterr()
+    assert cli.main(["watermark", "detect", str(out), "--key-file", str(kf), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [{"path": str(out), "detected": True, "payload": PAYLOAD.hex(), "key_kind": "secret",
+                     "bit_errors": rows[0]["bit_errors"],
+                     "false_positive_probability": rows[0]["false_positive_probability"], "error": None}]
+    assert cli.main(["watermark", "detect", str(out), str(src), str(tmp_path / "missing.png"), "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["detected"] for r in rows] == [False, False, False]
+    assert rows[0]["key_kind"] == "public" and rows[2]["error"]
+    assert cli.main(["watermark", "embed", str(src), str(out), "--payload", "zz"]) == 2
+    assert cli.main(["watermark", "embed", str(src), str(src), "--payload", PAYLOAD.hex()]) == 2
+    assert cli.main(["watermark", "detect", str(out), "--key-file", str(tmp_path / "nokey")]) == 2
+    assert cli.main(["watermark", "embed", str(tmp_path / "none.png"), str(out), "--payload", PAYLOAD.hex()]) == 2
