@@ -178,7 +178,7 @@ def _cmd_sign(args) -> int:
 
     from provenance import sign
     from provenance.media import MediaError, mime_from_name
-    from provenance.signing import SigningError, sidecar_path, write_atomic
+    from provenance.signing import SigningError, sidecar_path, sign_file, write_atomic
 
     payload = None
     if args.watermark_payload is not None:
@@ -235,10 +235,13 @@ def _cmd_sign(args) -> int:
             skipped += 1
             continue
         try:
-            source, file_kw = in_path, kw
+            source, file_kw, result = in_path, kw, None
             if args.watermark:
                 source, file_kw = _prov_watermark(in_path, payload, wm_key, kw, is_dir)
-            result = sign(source, sidecar=args.sidecar, **file_kw)
+            if source != "-" and out_path != "-" and isinstance(source, str):
+                sign_file(source, out_path, sidecar=args.sidecar, **file_kw)  # disk to disk, streamed
+            else:
+                result = sign(source, sidecar=args.sidecar, **file_kw)
         except (MediaError, SigningError) as exc:
             if not is_dir:
                 raise
@@ -251,8 +254,8 @@ def _cmd_sign(args) -> int:
         if out_path == "-":
             sys.stdout.buffer.write(result)
             sys.stdout.buffer.flush()
-        else:
-            if args.sidecar and os.path.abspath(out_path) != os.path.abspath(in_path):
+        elif result is not None:
+            if args.sidecar and in_path != "-" and os.path.abspath(out_path) != os.path.abspath(in_path):
                 write_atomic(out_path, Path(in_path).read_bytes())  # the unchanged asset
             write_atomic(target, result)
         signed += 1
@@ -548,7 +551,9 @@ def _cmd_audit(args) -> int:
     write_text(render(result, args.format, color=color), args.out)
     if args.out and args.out != "-":
         c = result.summary.get("counts", {})
-        print(f"synthguard: {len(result.objects)} objects ({', '.join(f'{n} {k}' for k, n in c.items() if n)}); "
+        s = result.summary
+        how = f", {s.get('downloaded', 0)} downloaded, {s.get('reused', 0)} unchanged" if "downloaded" in s else ""
+        print(f"synthguard: {len(result.objects)} objects ({', '.join(f'{n} {k}' for k, n in c.items() if n)}{how}); "
               f"report written to {args.out}", file=sys.stderr)
     return EXIT_FAIL if args.fail_on and result.failed(args.fail_on) else EXIT_OK
 
@@ -750,7 +755,7 @@ def _add_posture(sub) -> None:
 
 def _cmd_posture(args) -> int:
     from s3sync.posture import Clients, failed_at_or_above, load_config, run_checks, severity_rank
-    from s3sync.posture.checks import CHECK_IDS, REGISTRY
+    from s3sync.posture.checks import CHECK_IDS, REGISTRY, needs_for
     from s3sync.posture.collect import collect
     from s3sync.posture.reports import import_to_security_hub, render, to_asff
 
@@ -776,7 +781,7 @@ def _cmd_posture(args) -> int:
         raise UsageError("--apply needs --remediate LIST")
     cfg = load_config(args.config)
     clients = Clients.from_args(args)
-    snap = collect(clients, cfg, buckets=args.bucket or None)
+    snap = collect(clients, cfg, buckets=args.bucket or None, needs=needs_for(args.checks, args.exclude_checks))
     findings = run_checks(snap, checks=args.checks, exclude=args.exclude_checks)
     rc = EXIT_FAIL if failed_at_or_above(findings, args.fail_severity) else EXIT_OK
     if actions is None or args.out:

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         root = str(keys.root)
         rows = []
         for label, mime, data in assets(args.quick):
-            n = (9 if args.quick else 31) if len(data) < 5_000_000 else (5 if args.quick else 15)
+            n = (9 if args.quick else 61) if len(data) < 5_000_000 else (5 if args.quick else 21)
             signed = sign(data, signer=sg_signer, model="bench-model", model_version="1", prompt="a prompt")
             assert verify(signed, trust_anchors=root).state == "trusted"
             assert raw_verify(raw_sign(data, mime), mime) == "Trusted"

@@ -2,15 +2,17 @@
 
 Design (measured in ``bench/bench_fingerprint.py``, tables in BENCHMARKS.md under ``## Fingerprints``):
 
-* **Hash**: a 256-bit DCT hash of a 64x64 grey thumbnail (16x16 low-frequency block, one bit per
-  coefficient, thresholded at the median of its set). 256 bits give headroom that 64-bit pHash lacks.
-* **Flip invariance**: a horizontal flip multiplies DCT coefficient (v, u) by (-1)^u. Even-u bits are
-  unchanged by construction; odd-u coefficients are multiplied by the sign of the strongest odd-u
-  coefficient, which flips with them, so every bit is the same for an image and its mirror image.
+* **Hash**: 256 bits per part: the border-trimmed grey image is squashed to 192 x 192, each window
+  resized to 32 x 32 and band-passed (difference of Gaussians, sigma 1 and 3); each bit compares two
+  fixed points 5-25 % of a side apart. 256 bits give headroom that 64-bit pHash lacks.
+* **Flips**: every window is also hashed mirrored (stored parts), so a flipped copy's full frame equals
+  a stored part. (A canonical-orientation hash was tried first: it failed when the left-right asymmetry
+  of a crop changed sign, a catastrophic ~50 % bit error; storing both orientations costs ~1 bit of T.)
 * **Borders**: uniform letterbox / padding rows and columns are trimmed before hashing (on both sides of
   a comparison), so a 20 px black border does not shift the frame.
-* **Crops (multi-part)**: besides the full frame, every fingerprint carries hashes of windows of the
-  frame (sides ~0.84 and ~0.7, plus 1 x 0.7-style strips) on a small offset grid. A leaked crop that
+* **Crops (multi-part)**: besides the full frame, every fingerprint carries hashes of 80 windows of
+  the frame (squares of side 0.92, 0.84, 0.77, 0.7 and 1 x 0.84 / 1 x 0.7 strips on offset grids with
+  steps <= 0.1), each also mirrored: 162 parts. A leaked crop that
   keeps >= 70 % of the area looks like one of those windows. The distance that decides a match is
   ``min(d(a.full, any part of b), d(any part of a, b.full))``: full frame against windows in both
   directions, never window against window (that would multiply false positives for nothing).
@@ -32,7 +34,7 @@ from .media import MediaError, Source, decode_image
 
 __all__ = [
     "Fingerprint", "fingerprint", "video_fingerprints", "hash_parts", "THRESHOLD", "HASH_BITS",
-    "HASH_BYTES", "WINDOWS", "confidence_for", "hamming", "fingerprint_media", "video_matches",
+    "HASH_BYTES", "WINDOWS", "confidence_for", "hamming", "full_hash", "fingerprint_media", "video_matches",
     "MEDIA_EXTENSIONS",
 ]
 
@@ -45,7 +47,7 @@ _TRIM_MAX = 0.25         # never trim more than this fraction of a side as "bord
 
 # Calibrated on the shared corpus (bench/bench_fingerprint.py --calibrate): largest T whose
 # false-match rate between distinct images stays <= 1e-4 under the multi-part distance.
-THRESHOLD = 64
+THRESHOLD = 41
 
 # Windows as (x0, y0, w, h) fractions of the (border-trimmed) frame; row 0 is the full frame.
 def _grid(w: float, h: float, steps: int = 3) -> list[tuple[float, float, float, float]]:
@@ -160,45 +162,62 @@ def _make_pairs(n: int = HASH_BITS, g: int = 32, rmin: float = 0.05, rmax: float
 
 _THUMB = 32
 _PA, _PB = _make_pairs(g=_THUMB)
-_XS = (np.arange(_THUMB, dtype=np.float32) - (_THUMB - 1) / 2.0)
 
 
-def _bits_from_thumb(t: np.ndarray) -> np.ndarray:
-    """256 bits from a blurred g x g thumbnail: brightness comparisons of fixed, far-apart point pairs.
+def _dog(t: np.ndarray) -> np.ndarray:
+    """Band-pass (difference of Gaussians) of a thumbnail: drops global gradients shared by many photos."""
+    import cv2
 
-    Long-range comparisons of a blurred thumbnail barely move when the window shifts by a few per cent
-    (a DCT sign hash loses ~25 % of its bits to a 2 % shift; this loses ~5 %), and they are invariant to
-    any monotonic tone change (gamma, brightness, grayscale). Mirror invariance: the thumbnail is put in
-    a canonical orientation first (the one whose left-right asymmetry is positive).
+    return cv2.GaussianBlur(t, (0, 0), _SIGMA) - cv2.GaussianBlur(t, (0, 0), _SIGMA_BG)
+
+
+def _bits(f: np.ndarray) -> np.ndarray:
+    """256 bits from a band-passed g x g thumbnail: comparisons of fixed point pairs 5-25 % of a side apart.
+
+    Why not a DCT sign hash: measured on the corpus, a 2 % shift of the window flips ~25 % of a 256-bit
+    DCT hash (16 x 16 block) but ~6 % of these bits, and the crop design depends on shift tolerance.
+    Comparisons are invariant to any monotonic tone change (gamma, brightness, grayscale).
+    """
+    v = f.ravel()
+    return np.packbits(v[_PA] > v[_PB])
+
+
+def hash_parts(rgb: np.ndarray, windows: Sequence[tuple[float, float, float, float]] = WINDOWS, *,
+               mirrored: bool = True) -> np.ndarray:
+    """The part hashes of an RGB (or grey) array, (2K or K) x 32 uint8.
+
+    Rows 0..K-1 are the windows (row 0 = full frame); with ``mirrored`` rows K..2K-1 are the same
+    windows of the mirror image (a horizontal flip of a band-passed thumbnail is the band-passed
+    thumbnail of the flipped window, so they cost one extra gather each). A flipped copy's full frame
+    therefore equals a stored mirrored part exactly, with no orientation guess that could go wrong.
     """
     import cv2
 
-    asym = float(((t - t[:, ::-1]) * _XS).sum())
-    if asym < 0:
-        t = t[:, ::-1]
-    f = (cv2.GaussianBlur(t, (0, 0), _SIGMA) - cv2.GaussianBlur(t, (0, 0), _SIGMA_BG)).ravel()
-    return np.packbits(f[_PA] > f[_PB])
-
-
-def hash_parts(rgb: np.ndarray, windows: Sequence[tuple[float, float, float, float]] = WINDOWS) -> np.ndarray:
-    """The K x 32 uint8 part hashes of an RGB (or grey) array; row 0 is the full frame."""
-    import cv2
-
     w = _work_image(rgb)
-    out = np.empty((len(windows), HASH_BYTES), np.uint8)
+    k_n = len(windows)
+    out = np.empty((2 * k_n if mirrored else k_n, HASH_BYTES), np.uint8)
     for k, (x0, y0, ww, hh) in enumerate(windows):
         xa, ya = int(round(x0 * _WORK)), int(round(y0 * _WORK))
         xb, yb = min(_WORK, int(round((x0 + ww) * _WORK))), min(_WORK, int(round((y0 + hh) * _WORK)))
-        sub = w[ya:yb, xa:xb]
-        t = cv2.resize(sub, (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
-        out[k] = _bits_from_thumb(np.ascontiguousarray(t))
+        t = cv2.resize(w[ya:yb, xa:xb], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
+        f = _dog(t)
+        out[k] = _bits(f)
+        if mirrored:
+            out[k_n + k] = _bits(np.ascontiguousarray(f[:, ::-1]))
     return out
+
+
+def full_hash(rgb: np.ndarray) -> np.ndarray:
+    """The 32-byte full-frame hash alone (what a query needs when only the index is searched)."""
+    return hash_parts(rgb, WINDOWS[:1], mirrored=False)[0]
 
 
 # --------------------------------------------------------------------------------------- value
 # False-match rate between distinct corpus images at each distance (multi-part distance), used for
 # the calibrated confidence; see bench/bench_fingerprint.py --calibrate. Index = distance.
-_FPR_AT: tuple[float, ...] = ()
+_FPR_AT: tuple[float, ...] = (
+    7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 7.22e-07, 1.44e-06, 4.33e-06, 4.33e-06, 4.33e-06, 5.05e-06, 5.05e-06, 7.94e-06, 7.94e-06, 7.94e-06, 7.94e-06, 1.01e-05, 1.16e-05, 1.59e-05, 1.66e-05, 1.88e-05, 2.31e-05, 2.45e-05, 2.82e-05, 3.83e-05, 3.9e-05, 4.62e-05, 5.27e-05, 6.07e-05, 7.58e-05, 8.59e-05, 9.89e-05, 0.000118, 0.000134, 0.000157, 0.000184, 0.000213, 0.00024, 0.000277, 0.000335, 0.000385, 0.000438, 0.000508, 0.000601, 0.000673, 0.000775, 0.000905, 0.00102, 0.00117, 0.00134, 0.00156, 0.0018, 0.00207, 0.00238, 0.00276, 0.00319,
+)
 
 
 def confidence_for(distance: int) -> float:

@@ -164,7 +164,7 @@ class _Index:
         self.frame_owner = np.asarray([f[0] for f in frames], np.int32)
         big = len(self.codes) >= MIH_MIN_ROWS
         self.mih_parts = _MIH(self.codes) if big else None
-        self.mih_full = _MIH(self.full) if big and len(self.full) >= 4096 else None
+        self.mih_full = _MIH(self.full) if big else None
 
     def frame_distances(self, fp: Fingerprint, t: int) -> dict[int, int]:
         """{frame id: distance} for every stored frame within t of the query (both directions)."""
@@ -177,7 +177,7 @@ class _Index:
             d = hamming(self.codes, q[0]) if len(self.codes) else np.zeros(0, np.int32)
             keep = d <= t
             fwd_frames, fwd_d = self.frame_of[keep], d[keep]
-        if self.mih_full is not None:
+        if self.mih_full is not None and len(q) * len(self.full) > 200_000:
             _, rows, d = self.mih_full.range_search(q, t)
             rev_frames, rev_d = self.full_frame[rows], d
         elif len(self.full):

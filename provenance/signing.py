@@ -292,12 +292,66 @@ def sign(source: Source, *, signer: Signer, model: str | None = None, model_vers
     ``source`` and ``parent`` are a path, bytes or a binary stream. ``watermark_payload`` (the 8-byte
     payload the watermark carries) adds a soft-binding assertion and a ``c2pa.watermarked`` action.
     Raises :class:`MediaError` for empty/unknown/unsupported input and :class:`SigningError` when
-    c2pa-python refuses to sign.
+    c2pa-python refuses to sign. For large files on disk, :func:`sign_file` streams instead.
     """
-    if not isinstance(signer, Signer):
-        raise TypeError("signer must be a provenance.Signer (Signer.from_files / Signer.from_kms)")
     data, name = read_source(source)
     fmt = resolve_mime(data, name, mime)
+    out = io.BytesIO()
+    manifest_bytes = _sign_stream(io.BytesIO(data), out, fmt, name, signer=signer, model=model,
+                                  model_version=model_version, prompt=prompt, parent=parent,
+                                  watermark_payload=watermark_payload, thumbnail=thumbnail,
+                                  sidecar=sidecar, tsa_url=tsa_url)
+    return manifest_bytes if sidecar else out.getvalue()
+
+
+def sign_file(src: str | os.PathLike, dst: str | os.PathLike, *, signer: Signer, sidecar: bool = False,
+              mime: str | None = None, **kw: Any) -> Path:
+    """Sign the file ``src`` into ``dst`` streaming from disk to disk (no whole-file copies in memory,
+    as c2patool does), through a temporary file and a rename, so ``dst`` is never half-written and
+    ``src == dst`` is safe. With ``sidecar`` the asset is copied unchanged (if ``dst`` differs) and
+    the manifest goes to ``<dst stem>.c2pa``; returns the path written last (manifest or asset).
+    Other keyword arguments are those of :func:`sign`.
+    """
+    import shutil
+
+    src_p, dst_p = Path(src), Path(dst)
+    if src_p.is_dir():
+        raise MediaError(f"{src_p}: is a directory")
+    with open(src_p, "rb") as fin:
+        head = fin.read(1024)
+        fmt = resolve_mime(head, src_p, mime)
+        fin.seek(0)
+        dst_p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst_p.with_name(f".{dst_p.name}.synthguard-{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w+b") as fout:
+                manifest_bytes = _sign_stream(fin, fout, fmt, str(src_p), signer=signer, sidecar=sidecar,
+                                              **kw)
+            if sidecar:
+                tmp.unlink()
+                if src_p.resolve() != dst_p.resolve():
+                    shutil.copyfile(src_p, tmp)
+                    os.replace(tmp, dst_p)
+                target = sidecar_path(dst_p)
+                write_atomic(target, manifest_bytes)
+                return target
+            if dst_p.exists():
+                os.chmod(tmp, dst_p.stat().st_mode & 0o777)
+            os.replace(tmp, dst_p)
+            return dst_p
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _sign_stream(src: Any, dst: Any, fmt: str, name: str | None, *, signer: Signer,
+                 model: str | None = None, model_version: str | None = None,
+                 prompt: str | bytes | None = None, parent: Source | None = None,
+                 watermark_payload: bytes | None = None, thumbnail: bool = False, sidecar: bool = False,
+                 tsa_url: str | None = None) -> bytes:
+    """Build the manifest and sign ``src`` into ``dst`` (seekable binary streams); manifest bytes."""
+    if not isinstance(signer, Signer):
+        raise TypeError("signer must be a provenance.Signer (Signer.from_files / Signer.from_kms)")
     if watermark_payload is not None:
         watermark_payload = bytes(watermark_payload)
         if len(watermark_payload) != 8:
@@ -341,17 +395,13 @@ def sign(source: Source, *, signer: Signer, model: str | None = None, model_vers
                                            "parameters": {"alg": SOFT_BINDING_ALG}}))
         if sidecar:
             builder.set_no_embed()
-        out = io.BytesIO()
-        manifest_bytes = builder.sign(native, fmt, io.BytesIO(data), out)
+        return builder.sign(native, fmt, src, dst)
     except c2pa.C2paError as exc:
         detail = f" ({_clean(callback_errors[0])})" if callback_errors else ""
         raise SigningError(f"{name or 'input'}: c2pa could not sign this {fmt} file: "
                            f"{_clean(exc)}{detail}") from None
     finally:
         builder.close()
-    if sidecar:
-        return manifest_bytes
-    return out.getvalue()
 
 
 def sidecar_path(asset: str | os.PathLike) -> Path:

@@ -294,6 +294,14 @@ class State:
             counts[status] = n
         return counts
 
+    def skipped_reasons(self, run_id: str) -> dict[str, int]:
+        """Skipped objects of a run, counted by reason (in SQL: no result JSON parsed in Python)."""
+        q = ("SELECT COALESCE(json_extract(r.result, '$.reason'), 'skipped'), COUNT(*) FROM run_objects ro "
+             "LEFT JOIN results r ON r.bucket=ro.bucket AND r.key=ro.key AND r.version_id=ro.version_id "
+             "AND r.etag=ro.etag AND r.config_fp=ro.config_fp WHERE ro.run_id=? AND ro.status='skipped' "
+             "GROUP BY 1 ORDER BY 2 DESC")
+        return {reason: n for reason, n in self.db.execute(q, (run_id,))}
+
     def load_run(self, run_id: str | None = None) -> AuditResult:
         """The stored run as an AuditResult (the latest run when ``run_id`` is None)."""
         info = self.run_info(run_id)

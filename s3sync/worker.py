@@ -32,7 +32,7 @@ from .aws import ClientFactory, describe_error, is_stream_error
 from .classify import classify
 from .listing import S3Target, bucket_tags, list_objects, parse_s3_uri
 from .models import AuditResult, ObjectRef, ObjectResult, Skipped
-from .state import DEFAULT_STATE, State, now_iso, skipped_summary
+from .state import DEFAULT_STATE, State, now_iso
 
 MiB = 1024 * 1024
 DEFAULT_WORKERS = 16
@@ -480,14 +480,13 @@ class Auditor:
 
     def _finish(self, targets: Sequence[S3Target]) -> None:
         st = self.state
-        run = st.load_run(self.run_id)
         counts = st.counts(self.run_id)
         n_skipped = counts.pop("skipped", 0)
         stats = self.stats.to_dict()
         summary: dict[str, Any] = {
             "run_id": self.run_id, "targets": [t.uri for t in targets], "completed": True,
-            "resumed": self._resumed, "objects": len(run.objects), "counts": counts,
-            "skipped": skipped_summary(run.skipped, n_skipped),
+            "resumed": self._resumed, "objects": sum(counts.values()), "counts": counts,
+            "skipped": {"count": n_skipped, "reasons": st.skipped_reasons(self.run_id)},
             "downloaded": stats["downloaded"], "reused": stats["reused"], "resumed_objects": stats["resumed"],
             "listed": stats["listed"], "bytes_read": stats["bytes_read"], "retries": stats["retries"],
             "elapsed_s": stats["elapsed_s"], "list_s": stats["list_s"], "objects_per_s": stats["objects_per_s"],
@@ -502,21 +501,35 @@ class Auditor:
         if self.sample_edge and self.origins:
             from . import cloudfront
 
-            edge = cloudfront.sample_edges(self.origins, run.objects, self.sample_edge,
+            objects = [o for o in st.iter_run_objects(self.run_id) if isinstance(o, ObjectResult)]
+            edge = cloudfront.sample_edges(self.origins, objects, self.sample_edge,
                                            edge_url_map=cloudfront.parse_edge_url_map(self.edge_url_map),
                                            trust_anchors=self.cfg.trust_anchors, watermark_key=self.cfg.watermark_key)
             summary.update(cloudfront.summarize(edge))
             st.add_findings(self.run_id, "edge", edge)
         st.finish_run(self.run_id, summary)
-        self._result = st.load_run(self.run_id)
+        self.summary = summary
 
     def result(self) -> AuditResult:
-        """The finished run (call after :meth:`run` is exhausted)."""
+        """The finished run (runs it first if :meth:`run` was not iterated), read back from the state."""
         if self._result is None:
-            for _ in self.run():
-                pass
-        assert self._result is not None
+            if self.run_id is None or not hasattr(self, "summary"):
+                for _ in self.run():
+                    pass
+            with State(self._state_arg) if not isinstance(self._state_arg, State) else _nullctx(self._state_arg) as st:
+                self._result = st.load_run(self.run_id)
         return self._result
+
+
+class _nullctx:
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __enter__(self) -> Any:
+        return self.v
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -543,8 +556,16 @@ def _read_anchors(value: Any) -> bytes | None:
 
 
 def _watermark_key(path: Any) -> dict[str, Any]:
-    if path is None:
-        return {"watermark_key": None, "watermark_key_kind": None}
+    if path is None:  # the watermark room's default: $SYNTHGUARD_WATERMARK_KEY_FILE, else its public key
+        try:
+            import watermark
+
+            key, kind = watermark.resolve_key(None)
+            return {"watermark_key": key, "watermark_key_kind": kind}
+        except (ImportError, AttributeError):
+            return {"watermark_key": None, "watermark_key_kind": None}
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"watermark key: {exc}") from None
     p = Path(path)
     if not p.is_file():
         raise AuditError(f"watermark key file not found: {p}")

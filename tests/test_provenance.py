@@ -148,6 +148,26 @@ def test_path_and_stream_sources(tmp_path, media, signer, ident):
     assert verify(from_stream, trust_anchors=ident.root.read_text()).state == "trusted"
 
 
+def test_sign_file_streams_disk_to_disk(tmp_path, media, signer, ident):
+    from provenance.signing import sign_file
+
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(media["mp4"])
+    out = sign_file(src, tmp_path / "out" / "clip.mp4", signer=signer, model="m")
+    assert verify(out, trust_anchors=ident.root).state == "trusted"
+    sc = sign_file(src, tmp_path / "side.mp4", signer=signer, sidecar=True)
+    assert sc.name == "side.c2pa" and (tmp_path / "side.mp4").read_bytes() == media["mp4"]
+    assert verify(tmp_path / "side.mp4", trust_anchors=ident.root).state == "trusted"
+    assert sign_file(src, src, signer=signer) == src  # in place
+    assert verify(src, trust_anchors=ident.root).state == "trusted"
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    with pytest.raises(SigningError):
+        sign_file(bad, tmp_path / "never.jpg", signer=signer)
+    assert not (tmp_path / "never.jpg").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_thumbnail_is_opt_in_and_small(media, signer, ident):
     big = make_media.image_bytes("jpeg", size=(640, 480))
     plain = sign(big, signer=signer)

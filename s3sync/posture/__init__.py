@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .checks import CHECK_IDS, REGISTRY, run_checks
+from .checks import CHECK_IDS, REGISTRY, needs_for, run_checks
 from .clients import Clients, Unavailable
 from .collect import BucketSnapshot, Snapshot, collect
 from .config import BucketScope, PostureConfig, load_config, parse_config
@@ -27,7 +27,7 @@ def run_posture(buckets: Iterable[str] | None = None, config: PostureConfig | st
     cfg = config if isinstance(config, PostureConfig) else load_config(config)
     clients = clients or Clients(session=session, endpoint_url=endpoint_url, region=region or cfg.region,
                                  profile=profile)
-    snap = collect(clients, cfg, buckets=buckets)
+    snap = collect(clients, cfg, buckets=buckets, needs=needs_for(checks, exclude))
     if snapshot_out is not None:
         snapshot_out.append(snap)
     return run_checks(snap, checks=checks, exclude=exclude)

@@ -16,6 +16,8 @@ from .clients import Clients, Unavailable, call, paginate
 from .config import CLASS_TAG, CLASSES, INVESTIGATION_TAG, OWNER_TAGS, PostureConfig
 
 MAX_INVESTIGATION_OBJECTS = 1000
+ACCOUNT_PARTS = ("account_public_access_block", "trails", "distributions", "principals", "ec2", "kms_keys",
+                 "guardduty", "macie", "config_rules", "config_recorders", "insight_rules")
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _legal_holds(s3: Any, b: BucketSnapshot) -> list[dict] | Unavailable:
             return objs
         for o in objs[: MAX_INVESTIGATION_OBJECTS - len(out)]:
             r = call(s3.get_object_legal_hold, "s3:GetObjectLegalHold",
-                     absent=("NoSuchObjectLockConfiguration",), Bucket=b.name, Key=o["Key"])
+                     absent=("NoSuchObjectLockConfiguration", "NoSuchObjectLegalHold"), Bucket=b.name, Key=o["Key"])
             if isinstance(r, Unavailable):
                 out.append({"key": o["Key"], "error": r.reason, "code": r.code})
             else:
@@ -179,12 +181,18 @@ def _trails(c: Clients) -> list | Unavailable:
 def _principals(c: Clients) -> list | Unavailable:
     iam = c("iam")
     details: dict[str, list] = {"UserDetailList": [], "GroupDetailList": [], "RoleDetailList": []}
-    for key in details:
-        got = paginate(iam, "get_account_authorization_details", key, "iam:GetAccountAuthorizationDetails",
-                       Filter=["Role", "User", "Group"])
-        if isinstance(got, Unavailable):
-            return got
-        details[key] = got
+    marker = None
+    while True:  # one pass over the pages, all three lists at once
+        kw = {"Marker": marker} if marker else {}
+        page = call(iam.get_account_authorization_details, "iam:GetAccountAuthorizationDetails",
+                    Filter=["Role", "User", "Group"], **kw)
+        if isinstance(page, Unavailable):
+            return page
+        for key in details:
+            details[key] += page.get(key, []) or []
+        marker = page.get("Marker")
+        if not page.get("IsTruncated") or not marker:
+            break
     managed: dict[str, Any] = {}
 
     def managed_doc(arn: str) -> Any:
@@ -316,11 +324,12 @@ def _macie(c: Clients) -> Any:
 
 # ----------------------------------------------------------------------------- entry point
 def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iterable[str] | None = None,
-            max_workers: int = 8, account_level: bool = True) -> Snapshot:
+            max_workers: int = 8, account_level: bool = True, needs: Iterable[str] | None = None) -> Snapshot:
     """Build the snapshot: scope the buckets, then read everything the checks need, in parallel.
 
-    ``account_level=False`` reads only the buckets (enough for remediation planning); the
-    account-level fields then hold Unavailable("not collected"), so checks report unknown.
+    ``needs`` names the account-level parts to read (see ``checks.NEEDS``; default all);
+    ``account_level=False`` reads only the buckets (enough for remediation planning). Parts not
+    read hold Unavailable("NotCollected"), so a check run over them says unknown, never pass.
     """
     config = config or PostureConfig()
     t0 = time.time()
@@ -357,30 +366,33 @@ def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iter
         if not snap.buckets:
             snap.collected_at = time.time() - t0
             return snap  # nothing in scope: no account-level questions worth asking
-        if not account_level:
-            skip = Unavailable("collect", "NotCollected", "account-level collection was not requested")
-            for name in ("account_public_access_block", "trails", "distributions", "principals", "instances",
-                         "security_groups", "guardduty", "macie", "config_rules", "config_recorders",
-                         "insight_rules"):
+        wanted_parts = set(ACCOUNT_PARTS if needs is None else needs) if account_level else set()
+        skip = Unavailable("collect", "NotCollected", "not collected for the selected checks")
+        for name in set(ACCOUNT_PARTS) - wanted_parts:
+            if name == "ec2":
+                snap.instances, snap.security_groups = skip, skip
+            elif name == "kms_keys":
+                snap.kms_keys = {}
+            else:
                 setattr(snap, name, skip)
-            snap.collected_at = time.time() - t0
-            return snap
-        futs = {
-            "account_public_access_block": pool.submit(_account_pab, clients, snap.account_id),
-            "trails": pool.submit(_trails, clients),
-            "distributions": pool.submit(_distributions, clients),
-            "principals": pool.submit(_principals, clients),
-            "ec2": pool.submit(_ec2, clients, snap.account_id, snap.region),
-            "kms_keys": pool.submit(_kms, clients, list(snap.buckets.values())),
-            "guardduty": pool.submit(_guardduty, clients),
-            "macie": pool.submit(_macie, clients),
-            "config_rules": pool.submit(paginate, clients("config"), "describe_config_rules", "ConfigRules",
-                                        "config:DescribeConfigRules"),
-            "config_recorders": pool.submit(paginate, clients("config"), "describe_configuration_recorder_status",
-                                            "ConfigurationRecordersStatus", "config:DescribeConfigurationRecorderStatus"),
-            "insight_rules": pool.submit(paginate, clients("cloudwatch"), "describe_insight_rules", "InsightRules",
-                                         "cloudwatch:DescribeInsightRules"),
+        jobs = {
+            "account_public_access_block": lambda: _account_pab(clients, snap.account_id),
+            "trails": lambda: _trails(clients),
+            "distributions": lambda: _distributions(clients),
+            "principals": lambda: _principals(clients),
+            "ec2": lambda: _ec2(clients, snap.account_id, snap.region),
+            "kms_keys": lambda: _kms(clients, list(snap.buckets.values())),
+            "guardduty": lambda: _guardduty(clients),
+            "macie": lambda: _macie(clients),
+            "config_rules": lambda: paginate(clients("config"), "describe_config_rules", "ConfigRules",
+                                             "config:DescribeConfigRules"),
+            "config_recorders": lambda: paginate(clients("config"), "describe_configuration_recorder_status",
+                                                 "ConfigurationRecordersStatus",
+                                                 "config:DescribeConfigurationRecorderStatus"),
+            "insight_rules": lambda: paginate(clients("cloudwatch"), "describe_insight_rules", "InsightRules",
+                                              "cloudwatch:DescribeInsightRules"),
         }
+        futs = {k: pool.submit(fn) for k, fn in jobs.items() if k in wanted_parts}
         for k, f in futs.items():
             v = f.result()
             if k == "ec2":

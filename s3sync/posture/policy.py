@@ -107,6 +107,13 @@ def glob_match(pattern: str, value: str, case_insensitive: bool = False) -> bool
 @lru_cache(maxsize=65536)
 def globs_intersect(a: str, b: str) -> bool:
     """True when some string matches both glob patterns (``*`` and ``?`` in either)."""
+    if a == "*" or b == "*" or a == b:
+        return True
+    pa, pb = _literal_prefix(a), _literal_prefix(b)
+    if not (pa.startswith(pb) or pb.startswith(pa)):
+        return False  # both strings would have to start with both literal prefixes
+    if a.endswith("*") and len(pa) == len(a) - 1 and b.endswith("*") and len(pb) == len(b) - 1:
+        return True  # "prefix*" against "prefix*" with compatible prefixes: the longer one is common
     la, lb = len(a), len(b)
 
     @lru_cache(maxsize=None)

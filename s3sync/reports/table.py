@@ -19,7 +19,7 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
     buf = io.StringIO()
     if width is None:  # wide enough that object keys are never folded mid-name
         longest = max((len(o.uri) + len(o.version_id or "") for o in result.objects), default=0)
-        width = max(120, min(400, longest + 90))
+        width = max(120, min(400, longest + 150))
     con = Console(file=buf, width=width, force_terminal=color, no_color=not color, highlight=False,
                   soft_wrap=False)
     s = result.summary
@@ -52,8 +52,12 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
     rows.sort(key=lambda o: (order.get(o.status, 99), o.bucket, o.key))
     if rows:
         t = Table(show_header=True, header_style="bold", expand=False)
-        for col in ("status", "object", "c2pa", "watermark", "detail"):
-            t.add_column(col, overflow="fold")
+        longest = max((len(o.uri) for o in rows[:limit]), default=10)
+        t.add_column("status", no_wrap=True)
+        t.add_column("object", overflow="fold", min_width=min(longest + 2, 160))
+        t.add_column("c2pa", no_wrap=True)
+        t.add_column("watermark", no_wrap=True)
+        t.add_column("detail", overflow="fold")
         for o in rows[:limit]:
             c2 = (o.c2pa or {}).get("state") or "-"
             wm = o.watermark or {}

@@ -16,6 +16,29 @@ CHECK_IDS: tuple[str, ...] = (
 )
 
 
+# What each check reads beyond the buckets: lets a run collect only what its checks need.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "s3.public_access": ("account_public_access_block",),
+    "s3.block_public_access": ("account_public_access_block",),
+    "cloudtrail.s3_data_events": ("trails",),
+    "cloudfront.origin_access_control": ("distributions", "account_public_access_block"),
+    "cloudfront.https_only": ("distributions",),
+    "iam.broad_get_object": ("principals",),
+    "iam.permission_boundary": ("principals",),
+    "ec2.unrestricted_egress": ("ec2",),
+    "kms.rotation": ("kms_keys",),
+    "guardduty.s3_protection": ("guardduty",),
+    "macie.enabled": ("macie",),
+    "config.rules": ("config_rules", "config_recorders"),
+    "cloudwatch.contributor_insights": ("insight_rules",),
+}
+
+
+def needs_for(checks: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> set[str]:
+    """The account-level snapshot parts the selected checks read."""
+    return {n for cid in _select(checks, exclude) for n in NEEDS.get(cid, ())}
+
+
 def _select(ids: Iterable[str] | None, exclude: Iterable[str] | None) -> list[str]:
     import fnmatch
 
@@ -38,6 +61,8 @@ def run_checks(snapshot: Any, checks: Iterable[str] | None = None, exclude: Iter
     hides the others' results.
     """
     out: list[Finding] = []
+    if hasattr(snapshot, "__dict__"):
+        snapshot.__dict__.pop("_readable_cache", None)  # memo of one run only: snapshots may be edited
     scope_error = (getattr(snapshot, "scope_errors", {}) or {}).get("*")
     for cid in _select(checks, exclude):
         meta, fn = REGISTRY[cid]
@@ -55,7 +80,9 @@ def run_checks(snapshot: Any, checks: Iterable[str] | None = None, exclude: Iter
                                status=Status.UNKNOWN, severity=meta.severity,
                                evidence={"reason": f"check raised {type(exc).__name__}: {exc}"},
                                remediation=meta.remediation, title=meta.title))
+    if hasattr(snapshot, "__dict__"):
+        snapshot.__dict__.pop("_readable_cache", None)
     return sorted(out)
 
 
-__all__ = ["CHECK_IDS", "REGISTRY", "check", "run_checks"]
+__all__ = ["CHECK_IDS", "NEEDS", "REGISTRY", "check", "needs_for", "run_checks"]

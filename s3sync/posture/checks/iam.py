@@ -50,7 +50,18 @@ def is_allowed(arn: str, allowed: Iterable[str]) -> bool:
 
 
 def readable(principal: dict, snap: Any) -> tuple[list[dict], list[str]]:
-    """The in-scope buckets this principal may read (with the deciding statements), and problems seen."""
+    """The in-scope buckets this principal may read (with the deciding statements), and problems seen.
+
+    Memoised on the snapshot: both IAM checks ask the same question of every principal.
+    """
+    cache = snap.__dict__.setdefault("_readable_cache", {})
+    key = (principal["arn"], id(principal))
+    if key not in cache:
+        cache[key] = _readable(principal, snap)
+    return cache[key]
+
+
+def _readable(principal: dict, snap: Any) -> tuple[list[dict], list[str]]:
     parsed, problems = _statements(principal.get("policies", []))
     bparsed: list = []
     if principal.get("boundary"):

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""S3 audit throughput on a real SeaweedFS: synthguard audit vs a plain boto3 GET thread pool.
+
+Seeds a bucket of --objects small JPEG/PNG objects (mostly 50-150 KB; signed + watermarked,
+signed only, plain), then, in the same run:
+
+- listing time of the whole bucket (ListObjectsV2, every page);
+- the ceiling: a plain boto3 thread pool doing the same GETs (no checks) on a sample prefix;
+- `synthguard audit` on that sample with every check on (C2PA + watermark), and C2PA only;
+- a first C2PA-only audit of the whole bucket, then the second, unchanged run (nothing downloaded)
+  against the listing time;
+- where the time goes per object (fetch, C2PA, decode, watermark) from the audit's own timings.
+
+Writes the `## S3 audit` section of BENCHMARKS.md. Takes a few minutes.
+
+    .venv/bin/python bench/bench_audit.py [--objects 10000] [--sample 500] [--workers 16] [--processes 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUCKET = "bench-audit"
+
+
+def _media_pool(paths, n_distinct: int = 24):
+    """Distinct encoded images: (bytes, ext, kind). ~50-150 KB JPEGs, some PNGs."""
+    import numpy as np
+
+    import watermark
+    from fixtures.make_media import encode_image, image_array
+    from provenance import Signer, sign
+
+    signer = Signer.from_files(paths.signer_cert, paths.signer_key)
+    key, _ = watermark.resolve_key(str(paths.watermark_key))
+    rng = np.random.default_rng(0)
+    pool = []
+    for i in range(n_distinct):
+        w = int(rng.integers(560, 900))
+        h = int(w * 3 / 4)
+        rgb = image_array((w, h), seed=i)
+        kind = ("signed+watermarked", "signed+watermarked", "signed", "plain")[i % 4]
+        if kind == "signed+watermarked":
+            rgb = watermark.embed(rgb, bytes([0x53, 0x47, 0, 0, 0, 0, 0, i]), key=key)
+        if i % 6 == 5:
+            data, ext = encode_image(rgb[: h // 2, : w // 2], "png"), "png"
+        else:
+            data, ext = encode_image(rgb, "jpeg", quality=int(rng.integers(85, 95))), "jpg"
+        if kind.startswith("signed"):
+            data = sign(data, signer=signer, model="bench-gen")
+        pool.append((data, ext, kind))
+    return pool
+
+
+def _seed(client, n: int, pool) -> tuple[list[str], float, int]:
+    keys = []
+    items = []
+    for i in range(n):
+        data, ext, _kind = pool[i % len(pool)]
+        k = f"media/{i // 1000:03d}/{i:06d}.{ext}"
+        keys.append(k)
+        items.append((k, data))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(32) as ex:
+        list(ex.map(lambda kv: client.put_object(Bucket=BUCKET, Key=kv[0], Body=kv[1]), items))
+    return keys, time.perf_counter() - t0, sum(len(d) for _, d in items)
+
+
+def _list_time(client) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, PaginationConfig={"PageSize": 1000}):
+        n += page.get("KeyCount", 0)
+    return n, time.perf_counter() - t0
+
+
+def _plain_gets(factory, keys: list[str], threads: int) -> float:
+    """The ceiling: the same GETs from a plain boto3 thread pool (one client per thread), no checks."""
+    def get(k):
+        c = factory.client("s3")
+        body = c.get_object(Bucket=BUCKET, Key=k)["Body"]
+        n = len(body.read())
+        body.close()
+        return n
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(get, keys))
+    return len(keys) / (time.perf_counter() - t0)
+
+
+def _audit(endpoint, paths, target, state, **kw):
+    import s3sync
+
+    t0 = time.perf_counter()
+    res = s3sync.audit([target], endpoint_url=endpoint, trust_anchors=paths.root,
+                       watermark_key_file=paths.watermark_key, state=state, **kw)
+    return res, time.perf_counter() - t0
+
+
+def _stage_means(res) -> dict[str, float]:
+    out = {}
+    for k in ("fetch_ms", "c2pa_ms", "decode_ms", "watermark_ms", "check_ms"):
+        vals = [o.timings[k] for o in res.objects if k in o.timings]
+        if vals:
+            out[k] = round(statistics.mean(vals), 1)
+    return out
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--objects", type=int, default=10000)
+    ap.add_argument("--sample", type=int, default=500, help="objects audited with every check on")
+    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    a = ap.parse_args(argv)
+
+    from bench._report import machine_line, md_table, write_section
+    from provenance.certs import init_keys
+    from s3sync.aws import ClientFactory
+    from s3sync.localserver import SeaweedS3
+
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="synthguard-bench-audit-"))
+    paths = init_keys(work / "keys")
+    print("generating media ...", flush=True)
+    pool = _media_pool(paths)
+    sizes = sorted(len(d) for d, _, _ in pool)
+    rows: list[list[object]] = []
+    notes: dict[str, object] = {}
+    with SeaweedS3() as server:
+        os.environ.update(server.env())
+        factory = ClientFactory(endpoint_url=server.endpoint_url, max_pool=max(a.workers, 32) + 4)
+        client = factory.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        print(f"seeding {a.objects} objects ...", flush=True)
+        keys, up_s, nbytes = _seed(client, a.objects, pool)
+        print(f"  {a.objects / up_s:.0f} PUT/s, {nbytes / 1e6:.0f} MB", flush=True)
+        n_listed, list_s = _list_time(client)
+        assert n_listed == a.objects, n_listed
+        sample_n = min(a.sample, a.objects)
+        # The sample is a prefix of whole 1,000-key folders when possible, else the first keys.
+        sample_keys = keys[:sample_n]
+        prefix = "media/000/" if sample_n == min(1000, a.objects) else None
+        target = f"s3://{BUCKET}/{prefix}" if prefix else None
+        if target is None:  # audit exactly the sample: copy it under its own prefix
+            for k in sample_keys:
+                client.copy_object(Bucket=BUCKET, Key="sample/" + k, CopySource={"Bucket": BUCKET, "Key": k})
+            target = f"s3://{BUCKET}/sample/"
+            sample_keys = ["sample/" + k for k in sample_keys]
+
+        # Warm the server's caches and the client pool equally for both sides.
+        _plain_gets(factory, sample_keys[:100], a.workers)
+        ceil = _plain_gets(factory, sample_keys, a.workers)
+        print(f"plain boto3 GET ceiling: {ceil:.0f} objects/s", flush=True)
+        c0 = _cpu()
+        res_all, t_all = _audit(server.endpoint_url, paths, target, work / "all.db", workers=a.workers,
+                                processes=a.processes, full=True)
+        cpu_all = _cpu() - c0
+        rate_all = len(res_all.objects) / t_all
+        print(f"audit, C2PA + watermark: {rate_all:.1f} objects/s", flush=True)
+        ceil2 = _plain_gets(factory, sample_keys, a.workers)
+        res_c2, t_c2 = _audit(server.endpoint_url, paths, target, work / "c2pa.db", workers=a.workers,
+                              processes=a.processes, full=True, watermark=False)
+        rate_c2 = len(res_c2.objects) / t_c2
+        print(f"audit, C2PA only: {rate_c2:.1f} objects/s (ceiling re-measured {ceil2:.0f}/s)", flush=True)
+        ceiling = (ceil + ceil2) / 2
+
+        # Whole bucket: first run (C2PA only, to keep the bench minutes long), then the unchanged rerun.
+        full_state = work / "full.db"
+        res_first, t_first = _audit(server.endpoint_url, paths, f"s3://{BUCKET}/media/", full_state,
+                                    workers=a.workers, processes=a.processes, watermark=False)
+        n_list2, list_s2 = _list_time(client)
+        res_second, t_second = _audit(server.endpoint_url, paths, f"s3://{BUCKET}/media/", full_state,
+                                      workers=a.workers, processes=a.processes, watermark=False)
+        n_list3, list_s3 = _list_time(client)
+        list_ref = (list_s2 + list_s3) / 2
+        print(f"whole bucket: first {t_first:.1f} s, unchanged rerun {t_second:.1f} s, listing {list_ref:.1f} s",
+              flush=True)
+        assert res_second.summary["downloaded"] == 0, res_second.summary
+
+    stages_all = _stage_means(res_all)
+    stages_c2 = _stage_means(res_c2)
+    counts = {k: v for k, v in res_all.summary["counts"].items() if v}
+    load_after = os.getloadavg()
+    rows = [
+        ["plain boto3 thread pool, GET only (ceiling)", f"{sample_n}", f"{ceiling:.0f}", "100 %", "-"],
+        ["synthguard audit, C2PA + watermark", f"{len(res_all.objects)}", f"{rate_all:.1f}",
+         f"{rate_all / ceiling * 100:.0f} %", f"{cpu_all / max(len(res_all.objects), 1) * 1000:.0f} ms CPU/object"],
+        ["synthguard audit, C2PA only (--no-watermark)", f"{len(res_c2.objects)}", f"{rate_c2:.1f}",
+         f"{rate_c2 / ceiling * 100:.0f} %", "-"],
+        [f"first audit of the whole bucket (C2PA only)", f"{len(res_first.objects)}",
+         f"{len(res_first.objects) / t_first:.1f}", f"{len(res_first.objects) / t_first / ceiling * 100:.0f} %", "-"],
+    ]
+    second = [
+        ["ListObjectsV2, every page (plain boto3)", f"{n_list2}", f"{list_ref:.2f} s", "-"],
+        ["second audit, nothing changed", f"{len(res_second.objects)}", f"{t_second:.2f} s",
+         f"+{(t_second - list_ref) / list_ref * 100:.0f} % over listing; downloaded "
+         f"{res_second.summary['downloaded']}"],
+    ]
+    stage_rows = [[k, stages_all.get(k, "-"), stages_c2.get(k, "-")]
+                  for k in ("fetch_ms", "c2pa_ms", "decode_ms", "watermark_ms", "check_ms")]
+    md = "\n".join([
+        machine_line() + f" Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+        "(the machine is shared by six engineers: absolute numbers are noisy; compare rows of this run).",
+        "",
+        f"SeaweedFS on 127.0.0.1 (`weed mini`), {a.objects} objects seeded ({nbytes / 1e6:.0f} MB, "
+        f"{a.objects / up_s:.0f} PUT/s): {len(pool)} distinct images repeated, JPEG {sizes[0] // 1024}-"
+        f"{sizes[-1] // 1024} KB and PNG; signed + watermarked, signed only, plain. "
+        f"Audit: `--workers {a.workers} --processes {a.processes}`, in-process API (what the CLI wraps). "
+        f"Sample verdicts: {json.dumps(counts)}.",
+        "",
+        "### Throughput (same run, same objects)",
+        "",
+        md_table(["what", "objects", "objects/s", "of the GET ceiling", "note"], rows),
+        "",
+        "### Second, unchanged run vs listing (whole bucket)",
+        "",
+        md_table(["what", "objects", "time", "note"], second),
+        "",
+        "### Where the time goes (mean per object, ms; CPU stages run in the process pool)",
+        "",
+        md_table(["stage", "C2PA + watermark", "C2PA only"], stage_rows),
+    ])
+    print(md)
+    if not a.no_write:
+        write_section("S3 audit", md)
+        print("written to BENCHMARKS.md (## S3 audit)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Unit tests of the audit's pure parts: status rules, values, the state DB and its migrations,
+report formats, target parsing and the boto3 client factory. No network."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+
+from s3sync.aws import ClientFactory, describe_error, is_stream_error
+from s3sync.checks import CheckConfig, claimed_mime, media_kind
+from s3sync.classify import classify
+from s3sync.listing import parse_s3_uri
+from s3sync.models import STATUSES, AuditResult, ObjectResult, Skipped
+from s3sync.reports import FORMATS, render
+from s3sync.state import MIGRATIONS, SCHEMA_VERSION, State, StateError
+
+
+@pytest.mark.parametrize("state,wm,match,err,want", [
+    ("trusted", False, None, None, "ok"),
+    ("trusted", True, None, None, "ok"),
+    ("missing", True, None, None, "watermark_only"),
+    ("missing", False, None, None, "missing_provenance"),
+    (None, False, None, None, "missing_provenance"),
+    ("unsupported", False, None, None, "missing_provenance"),
+    ("invalid", True, None, None, "invalid_provenance"),
+    ("error", False, None, None, "invalid_provenance"),
+    ("valid_untrusted", False, None, None, "untrusted"),
+    ("trusted", True, {"asset_id": "a"}, None, "leaked_training_asset"),
+    ("missing", False, {"asset_id": "a"}, None, "leaked_training_asset"),
+    ("trusted", True, {"asset_id": "a"}, "cannot decode image", "unreadable"),
+    ("missing", False, None, "fetch failed: SlowDown", "unreadable"),
+])
+def test_classify(state, wm, match, err, want):
+    assert classify(state, wm, match, err) == want
+    assert want in STATUSES
+
+
+@pytest.mark.parametrize("key,ct,want", [
+    ("a.jpg", "binary/octet-stream", "image/jpeg"),
+    ("noext", "image/jpeg", "image/jpeg"),
+    ("x.PNG", None, "image/png"),
+    ("clip.mp4", "application/octet-stream", "video/mp4"),
+    ("s.wav", None, "audio/wav"),
+    ("doc.txt", "text/plain", None),
+    ("noext", "binary/octet-stream", None),
+    ("a.jpg", "image/png; charset=binary", "image/png"),  # the content type wins when it is media
+    ("doc.pdf", None, None),  # C2PA can carry it, but it is not media here
+])
+def test_claimed_mime(key, ct, want):
+    assert claimed_mime(key, ct) == want
+
+
+def test_media_kind():
+    assert (media_kind("image/jpeg"), media_kind("video/mp4"), media_kind("audio/mpeg"), media_kind("text/x")) == \
+        ("image", "video", "audio", None)
+
+
+def test_parse_s3_uri():
+    t = parse_s3_uri("s3://bucket/some/prefix/")
+    assert (t.bucket, t.prefix, t.uri) == ("bucket", "some/prefix/", "s3://bucket/some/prefix/")
+    assert parse_s3_uri("s3://bkt").prefix == ""
+    for bad in ("bucket", "gs://b/x", "s3://", "s3:///key", "s3://a/x"):
+        with pytest.raises(ValueError):
+            parse_s3_uri(bad)
+
+
+def _res(key="k.jpg", status="ok", **kw):
+    base = dict(bucket="b", key=key, version_id=None, etag="e", size=10, content_type="image/jpeg", status=status,
+                c2pa={"state": "trusted", "codes": []}, watermark={"detected": True, "payload": "0102"})
+    base.update(kw)
+    return ObjectResult(**base)
+
+
+def test_object_result_value_semantics():
+    a = _res(timings={"fetch_ms": 1.0}, checked_at="t1")
+    b = _res(timings={"fetch_ms": 9.0}, checked_at="t2", cached=True)
+    assert a == b and hash(a) == hash(b)  # how a verdict was obtained does not change it
+    assert a != _res(status="missing_provenance")
+    d = a.to_dict()
+    assert json.loads(json.dumps(d))["watermark"]["payload"] == "0102"
+    assert ObjectResult.from_dict(d) == a
+    with pytest.raises(Exception):
+        a.status = "x"  # frozen
+    assert "ok" in str(a) and a.uri == "s3://b/k.jpg"
+
+
+def test_audit_result_fail_on_and_findings_slot():
+    objs = (_res("a.jpg"), _res("b.jpg", "missing_provenance", c2pa={"state": "missing", "codes": []}),
+            _res("c.jpg", "leaked_training_asset", training_match={"asset_id": "x", "distance": 3}))
+    r = AuditResult(run_id="r1", summary={"counts": {}}, objects=objs, findings=({"check": "p1"},))
+    assert [o.key for o in r.failed(["missing"])] == ["b.jpg"]
+    assert [o.key for o in r.failed(["leak", "invalid"])] == ["c.jpg"]
+    assert r.failed([]) == []
+    d = r.to_dict()
+    assert d["findings"] == [{"check": "p1"}] and len(d["objects"]) == 3
+
+
+# ----------------------------------------------------------------------------- state
+def test_state_migrates_in_order_and_keeps_data(tmp_path):
+    path = tmp_path / "s.db"
+    # A DB at schema version 1 (as an older synthguard wrote it) with one run in it.
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("BEGIN")
+    MIGRATIONS[0](db)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO runs VALUES ('old', 't', NULL, 'completed', '[]', '{}', 'fp', '{}')")
+    db.execute("COMMIT")
+    db.close()
+    with State(path) as st:
+        assert st.schema_version() == SCHEMA_VERSION >= 2
+        assert st.run_info("old")["status"] == "completed"  # migrated, not dropped and recreated
+        st.add_findings("old", "posture", [{"check": "x"}])
+    with State(path) as st:  # idempotent on reopen
+        assert st.schema_version() == SCHEMA_VERSION
+        assert st.load_run("old").findings == ({"check": "x"},)
+
+
+def test_state_refuses_newer_schema_and_garbage(tmp_path):
+    p = tmp_path / "new.db"
+    db = sqlite3.connect(p)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (999)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="newer"):
+        State(p)
+    g = tmp_path / "garbage.db"
+    g.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StateError):
+        State(g)
+    with pytest.raises(StateError):
+        State(tmp_path / "absent.db", create=False)
+
+
+def test_state_records_once_per_run_and_resumes(tmp_path):
+    with State(tmp_path / "s.db") as st:
+        run, resumed = st.begin_run(["s3://b"], {}, "fp")
+        assert not resumed
+        assert st.record(run, "fp", _res("a.jpg")) is True
+        assert st.record(run, "fp", _res("a.jpg")) is False  # never counted twice
+        st.record(run, "fp", Skipped("b", "x.txt", None, "not media", etag="e2"))
+        again, resumed = st.begin_run(["s3://b"], {}, "fp")  # unfinished run with same targets
+        assert (again, resumed) == (run, True)
+        assert st.run_members(run) == {("b", "a.jpg", ""), ("b", "x.txt", "")}
+        assert st.lookup("b", "a.jpg", None, "e", "fp")[0] == "ok"
+        assert st.lookup("b", "a.jpg", None, "other-etag", "fp") is None
+        assert st.lookup("b", "a.jpg", None, "e", "other-config") is None
+        st.finish_run(run, {"counts": st.counts(run)})
+        other, resumed = st.begin_run(["s3://b"], {}, "fp")
+        assert other != run and not resumed
+        loaded = st.load_run(run)
+        assert [o.key for o in loaded.objects] == ["a.jpg"] and loaded.skipped[0].reason == "not media"
+
+
+def test_check_config_fingerprint_changes_with_keys():
+    a = CheckConfig(trust_anchors=b"A")
+    assert a.fingerprint() == CheckConfig(trust_anchors=b"A").fingerprint()
+    assert a.fingerprint() != CheckConfig(trust_anchors=b"B").fingerprint()
+    assert a.fingerprint() != CheckConfig(trust_anchors=b"A", watermark_key=b"k").fingerprint()
+
+
+# ----------------------------------------------------------------------------- reports
+def _result():
+    objs = (_res("ok.jpg"),
+            _res("<script>alert(1)</script>.jpg", "invalid_provenance",
+                 c2pa={"state": "invalid", "codes": ["assertion.dataHash.mismatch"]}),
+            _res("bad.jpg", "unreadable", c2pa=None, watermark=None, error="cannot decode image: truncated"))
+    return AuditResult(run_id="r1", summary={"run_id": "r1", "targets": ["s3://b"], "counts":
+                                             {"ok": 1, "invalid_provenance": 1, "unreadable": 1},
+                                             "skipped": {"count": 2, "reasons": {"not media": 2}}},
+                       objects=objs, findings=({"check": "s3.public", "resource": "b", "status": "fail",
+                                                "severity": "high"},))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_renders(fmt):
+    text = render(_result(), fmt)
+    assert "bad.jpg" in text
+
+
+def test_report_contents():
+    r = _result()
+    html = render(r, "html")
+    assert "<script>alert" not in html and "&lt;script&gt;" in html  # hostile keys are escaped
+    assert "http" not in html.split("<style>")[0].lower().replace("http-equiv", "")  # no external assets
+    sarif = json.loads(render(r, "sarif"))
+    assert sarif["version"] == "2.1.0"
+    res = sarif["runs"][0]["results"]
+    assert {x["ruleId"] for x in res} == {"SG-S3-INVALID", "SG-S3-UNREADABLE", "s3.public"}
+    rows = list(csv.DictReader(io.StringIO(render(r, "csv"))))
+    assert [x["status"] for x in rows] == ["ok", "invalid_provenance", "unreadable"]
+    assert rows[1]["c2pa_codes"] == "assertion.dataHash.mismatch"
+    lines = [json.loads(x) for x in render(r, "jsonl").splitlines()]
+    assert [x["type"] for x in lines] == ["summary", "object", "object", "object", "finding"]
+    table = render(r, "table")
+    assert "cannot decode image: truncated" in table and "s3.public" in table
+    with pytest.raises(ValueError):
+        render(r, "xml")
+
+
+# ----------------------------------------------------------------------------- aws
+def test_client_factory_endpoints_and_config(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDFRONT", "http://127.0.0.1:9")
+    f = ClientFactory(max_pool=7)
+    cf = f.client("cloudfront")
+    assert cf.meta.endpoint_url == "http://127.0.0.1:9"  # botocore's service-specific variable applies
+    assert f.client("cloudfront") is cf  # cached per thread
+    cfg = f.config("s3")
+    assert cfg.retries["mode"] == "adaptive" and cfg.max_pool_connections == 7
+    explicit = ClientFactory(endpoint_url="http://127.0.0.1:1")
+    s3 = explicit.client("s3")
+    assert s3.meta.endpoint_url == "http://127.0.0.1:1" and s3.meta.config.s3["addressing_style"] == "path"
+    import threading
+
+    other = []
+    t = threading.Thread(target=lambda: other.append(explicit.client("s3")))
+    t.start()
+    t.join()
+    assert other[0] is not s3  # one client per thread
+
+
+def test_client_factory_bad_profile():
+    with pytest.raises(ValueError, match="profile"):
+        ClientFactory(profile="no-such-profile-synthguard").session
+
+
+def test_error_helpers():
+    from botocore.exceptions import ClientError, ResponseStreamingError
+
+    e = ClientError({"Error": {"Code": "SlowDown", "Message": "reduce"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+                    "GetObject")
+    assert describe_error(e) == "GetObject: SlowDown: reduce"
+    assert not is_stream_error(e)
+    assert is_stream_error(ResponseStreamingError(error="boom"))
