@@ -729,7 +729,8 @@ def _add_posture(sub) -> None:
         description="Check the AWS estate around synthetic-media and training-data buckets (tag synthguard:class "
                     "or synthguard.toml). Findings are pass/fail/unknown with the API evidence. Exit 1 when a failed "
                     "finding is at or above --fail-severity (default: any failed finding; 'none' never fails). "
-                    "--remediate prints the API calls (dry run) unless --apply is given.")
+                    "--remediate prints the API calls as JSON lines (dry run) unless --apply is given; findings then "
+                    "go only to --out.")
     p.add_argument("--config", metavar="TOML", help="synthguard.toml ([posture] table): buckets, classes, owners, "
                                                    "allowed principals")
     _add_aws_options(p)
@@ -741,6 +742,8 @@ def _add_posture(sub) -> None:
     p.add_argument("--exclude-checks", type=_parse_csv, default=None, metavar="IDS", help="skip these check ids")
     p.add_argument("--fail-severity", default="informational", metavar="SEV",
                    help="exit 1 on a failed finding at or above: informational,low,medium,high,critical or none")
+    p.add_argument("--fail-on-unknown", action="store_true",
+                   help="also exit 1 when a check could not decide (API unavailable, denied, not implemented)")
     p.add_argument("--remediate", metavar="LIST", help="legal-hold,tag,block-public-access")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dry-run", dest="apply", action="store_false", default=False,
@@ -784,6 +787,10 @@ def _cmd_posture(args) -> int:
     snap = collect(clients, cfg, buckets=args.bucket or None, needs=needs_for(args.checks, args.exclude_checks))
     findings = run_checks(snap, checks=args.checks, exclude=args.exclude_checks)
     rc = EXIT_FAIL if failed_at_or_above(findings, args.fail_severity) else EXIT_OK
+    if args.fail_on_unknown and any(f.status.value == "unknown" for f in findings):
+        rc = EXIT_FAIL
+    if "*" in snap.scope_errors:
+        print(f"synthguard: warning: the estate could not be listed: {snap.scope_errors['*']}", file=sys.stderr)
     if actions is None or args.out:
         write_text(render(findings, args.format, out_of_scope=len(snap.out_of_scope), account_id=snap.account_id,
                           region=snap.region), args.out)

@@ -47,7 +47,7 @@ class ClientFactory:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  read_timeout: float = DEFAULT_READ_TIMEOUT,
                  addressing_style: str | None = None,
-                 credentials: dict[str, str] | None = None) -> None:
+                 credentials: dict[str, str] | None = None, raw_timestamps: bool = False) -> None:
         self.endpoint_url = endpoint_url or None
         self.profile = profile or None
         self.region = region or None
@@ -58,6 +58,7 @@ class ClientFactory:
         self.read_timeout = read_timeout
         self.addressing_style = addressing_style
         self._credentials = dict(credentials or {})
+        self.raw_timestamps = raw_timestamps
         self._session: Any = None
         self._lock = threading.Lock()  # boto3 sessions are not thread-safe when creating clients
         self._local = threading.local()
@@ -83,11 +84,22 @@ class ClientFactory:
                     from botocore.exceptions import ProfileNotFound
 
                     try:
-                        self._session = boto3.Session(profile_name=self.profile, region_name=self.region,
-                                                      **self._credentials)
+                        session = boto3.Session(profile_name=self.profile, region_name=self.region,
+                                                **self._credentials)
                     except ProfileNotFound as exc:
                         raise ValueError(f"AWS profile not found: {self.profile}") from exc
+                    self._session = session
         return self._session
+
+    def derive(self, **overrides: Any) -> "ClientFactory":
+        """A new factory with these settings and some changed (its own session and clients)."""
+        kw: dict[str, Any] = dict(endpoint_url=self.endpoint_url, profile=self.profile, region=self.region,
+                                  max_pool=self.max_pool, max_attempts=self.max_attempts,
+                                  retry_mode=self.retry_mode, connect_timeout=self.connect_timeout,
+                                  read_timeout=self.read_timeout, addressing_style=self.addressing_style,
+                                  credentials=self._credentials, raw_timestamps=self.raw_timestamps)
+        kw.update(overrides)
+        return ClientFactory(**kw)
 
     def endpoint_for(self, service: str) -> str | None:
         """The endpoint in effect for ``service``: explicit, else the environment's, else None (AWS)."""
@@ -112,8 +124,12 @@ class ClientFactory:
         kw.update(overrides)
         return Config(**kw)
 
-    def new_client(self, service: str, **kw: Any):
-        """A fresh client (not cached). Prefer :meth:`client` in worker threads."""
+    def new_client(self, service: str, *, raw_timestamps: bool = False, **kw: Any):
+        """A fresh client (not cached). Prefer :meth:`client` in worker threads.
+
+        ``raw_timestamps`` leaves timestamps as the ISO strings the service sent (what the AWS CLI
+        does): listing a big bucket otherwise spends most of its CPU in dateutil parsing LastModified.
+        """
         cfg = kw.pop("config", None) or self.config(service)
         args: dict[str, Any] = {"config": cfg}
         if self.endpoint_url:
@@ -126,21 +142,47 @@ class ClientFactory:
         args.update(kw)
         session = self.session
         with self._lock:
-            return session.client(service, **args)
+            client = session.client(service, **args)
+        if raw_timestamps or self.raw_timestamps:
+            _raw_timestamps(client)
+        return client
 
-    def client(self, service: str = "s3"):
+    def client(self, service: str = "s3", *, raw_timestamps: bool = False):
         """The calling thread's client for ``service`` (one per thread and service, created lazily)."""
         cache = getattr(self._local, "clients", None)
         if cache is None:
             cache = self._local.clients = {}
-        c = cache.get(service)
+        c = cache.get((service, raw_timestamps))
         if c is None:
-            c = cache[service] = self.new_client(service)
+            c = cache[(service, raw_timestamps)] = self.new_client(service, raw_timestamps=raw_timestamps)
         return c
 
     def clients(self) -> "ClientFactory":
         """Convenience for APIs that take a ``clients`` object: the factory is that object."""
         return self
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _raw_timestamps(client: Any) -> None:
+    """Give this client's endpoint its own response-parser factory that keeps timestamps as strings.
+
+    botocore parses every response with the factory its endpoint holds (shared session-wide);
+    a private one changes this client only. If botocore's internals differ, timestamps are simply
+    parsed as usual (slower, same results).
+    """
+    try:
+        from botocore.parsers import ResponseParserFactory
+
+        factory = ResponseParserFactory()
+        factory.set_parser_defaults(timestamp_parser=_identity)
+        endpoint = client._endpoint
+        if hasattr(endpoint, "_response_parser_factory"):
+            endpoint._response_parser_factory = factory
+    except Exception:  # pragma: no cover - a botocore without these internals
+        pass
 
 
 def is_throttle_or_transient(exc: BaseException) -> bool:

@@ -210,6 +210,26 @@ class State:
             return None
         return row[0], json.loads(row[1])
 
+    def lookup_status(self, bucket: str, key: str, version_id: str | None, etag: str | None,
+                      config_fp: str) -> str | None:
+        """Just the status of the last completed check of this content (no JSON parsed)."""
+        if not etag:
+            return None
+        row = self.db.execute(
+            "SELECT status FROM results WHERE bucket=? AND key=? AND version_id=? AND etag=? AND config_fp=?",
+            (bucket, key, version_id or "", etag, config_fp)).fetchone()
+        return row[0] if row else None
+
+    def record_reuse(self, run_id: str, config_fp: str, bucket: str, key: str, version_id: str | None,
+                     etag: str | None, status: str) -> bool:
+        """Count an unchanged object in the run, pointing at its existing result (caller commits)."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO run_objects (run_id, bucket, key, version_id, etag, config_fp, status, reused) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1)", (run_id, bucket, key, version_id or "", etag or "", config_fp, status))
+        return cur.rowcount == 1
+
     def record(self, run_id: str, config_fp: str, item: ObjectResult | Skipped, *, reused: bool = False,
                commit: bool = True) -> bool:
         """Store one object's outcome for the run. Returns False when the run already had it

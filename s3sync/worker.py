@@ -135,6 +135,7 @@ class Auditor:
         self._result: AuditResult | None = None
         self._s3_targets: list[S3Target] | None = None
         self._lock = threading.Lock()
+        self.want_objects = True  # audit() sets False: reused results need not be parsed to be yielded
 
     # ------------------------------------------------------------------ targets
     def resolve_targets(self) -> list[S3Target]:
@@ -203,21 +204,22 @@ class Auditor:
                 if ref.delete_marker:
                     self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id, "delete marker"))
                     continue
-                cached = None if self.full else st.lookup(ref.bucket, ref.key, ref.version_id, ref.etag, self.cfg_fp)
-                if cached is not None and cached[0] != "unreadable":
-                    status, payload = cached
-                    if status == "skipped":
-                        self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id, payload.get("reason", "skipped"),
-                                                  etag=ref.etag, content_type=payload.get("content_type")),
-                                          reused=True)
+                cached = None if self.full else st.lookup_status(ref.bucket, ref.key, ref.version_id, ref.etag,
+                                                                 self.cfg_fp)
+                if cached is not None and cached != "unreadable":
+                    # Unchanged since the last completed check: record it for this run, download nothing.
+                    st.record_reuse(self.run_id, self.cfg_fp, ref.bucket, ref.key, ref.version_id, ref.etag, cached)
+                    self._count_batched()
+                    if cached == "skipped":
+                        self.stats.skipped += 1
                         continue
-                    res = ObjectResult.from_dict(payload).with_(cached=True, owner_tags=self._owner_tags(ref.bucket),
-                                                                origin=ref.origin)
-                    self._record_batched(res, reused=True)
                     self.stats.reused += 1
                     self.stats.done += 1
                     self._tick()
-                    yield res
+                    if self.want_objects:
+                        payload = st.lookup(ref.bucket, ref.key, ref.version_id, ref.etag, self.cfg_fp)[1]
+                        yield ObjectResult.from_dict(payload).with_(cached=True, origin=ref.origin,
+                                                                    owner_tags=self._owner_tags(ref.bucket))
                     continue
                 while len(inflight) >= self.workers * 2:
                     yield from self._drain(inflight, block=True)
@@ -276,9 +278,12 @@ class Auditor:
         if not st.db.in_transaction:
             st.begin()
         st.record(self.run_id, self.cfg_fp, item, reused=reused, commit=False)
+        self._count_batched()
+
+    def _count_batched(self) -> None:
         self._batched += 1
-        if self._batched >= 500:
-            st.commit()
+        if self._batched >= 1000:
+            self.state.commit()
             self._batched = 0
 
     def _tick(self) -> None:
@@ -286,7 +291,10 @@ class Auditor:
             self.progress(self.stats.to_dict() | {"done": self.stats.done, "listing_done": self.stats.listing_done})
 
     def _iter_refs(self, targets: Sequence[S3Target]) -> Iterator[ObjectRef]:
-        client = self.factory.client("s3")
+        if isinstance(self.factory, ClientFactory):
+            client = self.factory.client("s3", raw_timestamps=True)
+        else:  # any object with .client(service)
+            client = self.factory.client("s3")
         for t in targets:
             self._owner_tags(t.bucket)
             t0 = time.monotonic()
@@ -608,4 +616,6 @@ def iter_audit(targets: Iterable[Any] | str, **options: Any) -> Iterator[ObjectR
 
 def audit(targets: Iterable[Any] | str, **options: Any) -> AuditResult:
     """Audit S3 / CloudFront targets and return the whole run (summary, objects, findings)."""
-    return Auditor(targets, **options).result()
+    auditor = Auditor(targets, **options)
+    auditor.want_objects = False  # the result is read back from the state once, at the end
+    return auditor.result()

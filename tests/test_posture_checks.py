@@ -273,6 +273,19 @@ def test_iam_denies_boundaries_and_unknowns():
     assert [f.status for f in run_checks(s, checks=["iam.*"])] == [Status.UNKNOWN, Status.UNKNOWN]
 
 
+def test_bucket_policy_grants_to_named_principals():
+    s = clean()
+    s.buckets["media"].policy = {"Statement": [
+        {"Sid": "X", "Effect": "Allow", "Principal": {"AWS": ["111122223333", f"arn:aws:iam::{ACCT}:role/pub"]},
+         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::media/*"},
+        {"Sid": "CF", "Effect": "Allow", "Principal": {"Service": "cloudfront.amazonaws.com"},
+         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::media/*"}]}
+    fs = [f for f in run_checks(s, checks=["iam.broad_get_object"]) if f.failed]
+    assert [(f.resource, f.evidence["via"], f.evidence["cross_account"]) for f in fs] == [
+        ("arn:aws:iam::111122223333:root", "bucket policy", True)]
+    assert status(s, "s3.public_access", M).status is Status.PASS       # named principals are not "public"
+
+
 def test_ec2_egress():
     s = clean()
     s.security_groups["sg-1"]["IpPermissionsEgress"].append({"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]})

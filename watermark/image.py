@@ -28,9 +28,9 @@ from . import codec
 CELLS = 32            # tile is CELLS x CELLS chips
 FOLD = 64             # samples per tile side when folding at detection
 TILE_R = 128          # canonical samples per tile side when embedding
-PERIODS = 4.0         # tile periods across the short side at embedding
-ROLL_OFF = 16.0       # Gaussian spectral roll-off of the chips, cycles per tile
-REPS = 3              # cells per coded bit
+PERIODS = 5.0         # tile periods across the short side at embedding
+ROLL_OFF = 1e6        # Gaussian spectral roll-off of the chips, cycles per tile (1e6: flat up to the cell Nyquist)
+SYNC_CELLS = 240      # cells of the tile carrying the keyed sync pattern (the rest carry coded bits)
 MIN_EMBED_SHORT = 256
 DET_SHORT = 256       # detection works on a copy whose short side is at most this
 # Strength (luminance levels): floor on flat areas, gain on local std, ceiling, global RMS cap.
@@ -40,13 +40,12 @@ A_MAX = 3.8
 RMS_CAP = 2.4
 N_LATTICES = 3        # lattice candidates tried at detection
 N_DIHEDRAL = 2        # (flip/turn, shift) candidates decoded per lattice
-CHASE_BITS = 4
 INFORMED = True
 INFORMED_MARGIN = 1.0
 SYNC_GAIN = 1.5
 FLAT_SIGMA = 3.0      # spectral flattening window, FFT bins (of the 2x padded spectrum)
-BAND_MAX = 0.32       # cycles per pixel kept for lattice estimation
-P_MIN, P_MAX = 0.17, 0.62   # period search range, fraction of the short side at detection
+BAND_MAX = 0.40       # cycles per pixel kept for lattice estimation
+P_MIN, P_MAX = 0.13, 0.50   # period search range, fraction of the short side at detection
 ROT_MAX = 8.0         # degrees searched either way (flips/quarter turns come free)
 ASPECTS = (1.0, 1.08, 1 / 1.08, 1.16, 1 / 1.16, 1.25, 1 / 1.25, 1.34, 1 / 1.34, 1.44, 1 / 1.44)
 GAIN_MIN, GAIN_MAX = 0.3, 3.0
@@ -89,7 +88,7 @@ def _pattern(key: bytes) -> _KeyPattern:
     perm = rng.permutation(n)
     chips = rng.choice(np.array([-1.0, 1.0]), n)
     nbits = codec.code_bits()
-    npay = nbits * REPS
+    npay = n - SYNC_CELLS
     payload_cells, sync_cells = perm[:npay], perm[npay:]
     sync_vals = np.zeros(n)
     sync_vals[sync_cells] = chips[sync_cells]
@@ -419,7 +418,7 @@ def _demod(spec: np.ndarray, sy: float, sx: float, pat: _KeyPattern) -> np.ndarr
 
 
 def max_attempts() -> int:
-    return N_LATTICES * N_DIHEDRAL * codec.attempts_per_candidate(CHASE_BITS)
+    return N_LATTICES * N_DIHEDRAL
 
 
 def false_positive_probability() -> float:
@@ -444,7 +443,7 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
         if folded is None:
             continue
         for _z, soft in _soft_bits(folded, pat):
-            got = codec.decode_soft(soft, key, CHASE_BITS)
+            got = codec.decode_soft(soft, key)
             if got is not None:
-                return got[0], got[1]
+                return got
     return None

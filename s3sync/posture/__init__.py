@@ -17,16 +17,18 @@ from .models import SEVERITIES, CheckMeta, Finding, Status, severity_rank
 def run_posture(buckets: Iterable[str] | None = None, config: PostureConfig | str | None = None,
                 clients: Clients | None = None, session: Any = None, endpoint_url: str | None = None,
                 region: str | None = None, profile: str | None = None, checks: Iterable[str] | None = None,
-                exclude: Iterable[str] | None = None, snapshot_out: list | None = None) -> list[Finding]:
+                exclude: Iterable[str] | None = None, snapshot_out: list | None = None,
+                factory: Any = None) -> list[Finding]:
     """Collect the posture of the in-scope buckets and return every check's findings (sorted).
 
     ``buckets`` limits the run to these names (the audit passes the buckets it audited; they are
     still scoped by tags/config). ``config`` is a :class:`PostureConfig` or a path to synthguard.toml.
-    Pass ``snapshot_out=[]`` to receive the collected :class:`Snapshot` as its only element.
+    Pass ``snapshot_out=[]`` to receive the collected :class:`Snapshot` as its only element, and
+    ``factory`` (an :class:`s3sync.aws.ClientFactory`) to reuse the audit's endpoint/profile/region.
     """
     cfg = config if isinstance(config, PostureConfig) else load_config(config)
     clients = clients or Clients(session=session, endpoint_url=endpoint_url, region=region or cfg.region,
-                                 profile=profile)
+                                 profile=profile, factory=factory)
     snap = collect(clients, cfg, buckets=buckets, needs=needs_for(checks, exclude))
     if snapshot_out is not None:
         snapshot_out.append(snap)

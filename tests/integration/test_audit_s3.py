@@ -108,7 +108,8 @@ def seeded(seaweed, ident):
 
 
 def _audit(seaweed, ident, state, **kw):
-    return s3sync.audit([f"s3://audit-main"], endpoint_url=seaweed.endpoint_url,
+    kw.setdefault("processes", 0)
+    return s3sync.audit(["s3://audit-main"], endpoint_url=seaweed.endpoint_url,
                         trust_anchors=ident["paths"].root, watermark_key_file=ident["paths"].watermark_key,
                         state=state, **kw)
 
@@ -170,7 +171,7 @@ def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seed
         assert {o.key: o.status for o in third.objects}["tmp/changed.jpg"] == "ok"
         full = s3sync.audit(["s3://audit-main/tmp/", "s3://audit-main/gen/"], endpoint_url=seaweed.endpoint_url,
                             trust_anchors=ident["paths"].root, watermark_key_file=ident["paths"].watermark_key,
-                            state=state, full=True)
+                            state=state, full=True, processes=0)
         assert full.summary["downloaded"] == len(full.objects) > 5
         assert full.summary["reused"] == 0
     finally:
@@ -184,6 +185,7 @@ def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seed
 def test_prefix_target_and_iterator(seaweed, ident, seeded, tmp_path):
     seen = list(s3sync.iter_audit(["s3://audit-main/gen/"], endpoint_url=seaweed.endpoint_url,
                                   trust_anchors=ident["paths"].root, state=tmp_path / "s.db", workers=4,
+                                  processes=2,  # the process-pool path (the other tests check inline)
                                   watermark_key_file=ident["paths"].watermark_key))
     want = {k: v for k, v in seeded["expected"].items() if k.startswith("gen/")}
     assert {o.key: o.status for o in seen} == want
@@ -202,10 +204,10 @@ def test_versions_and_delete_markers(seaweed, ident, tmp_path):
     c.put_object(Bucket="audit-versions", Key="a.jpg", Body=sign(jpg, signer=ident["signer"]))
     c.put_object(Bucket="audit-versions", Key="gone.jpg", Body=jpg)
     c.delete_object(Bucket="audit-versions", Key="gone.jpg")
-    latest = s3sync.audit(["s3://audit-versions"], endpoint_url=seaweed.endpoint_url,
+    latest = s3sync.audit(["s3://audit-versions"], endpoint_url=seaweed.endpoint_url, processes=0,
                           trust_anchors=ident["paths"].root, state=tmp_path / "s.db")
     assert {o.key: o.status for o in latest.objects} == {"a.jpg": "ok"}
-    allv = s3sync.audit(["s3://audit-versions"], endpoint_url=seaweed.endpoint_url, versions=True,
+    allv = s3sync.audit(["s3://audit-versions"], endpoint_url=seaweed.endpoint_url, versions=True, processes=0,
                         trust_anchors=ident["paths"].root, state=tmp_path / "s.db")
     got = sorted((o.key, o.status) for o in allv.objects)
     assert got == [("a.jpg", "missing_provenance"), ("a.jpg", "ok"), ("gone.jpg", "missing_provenance")]
@@ -231,7 +233,7 @@ def test_cli_json_fail_on_and_reports(seaweed, ident, seeded, tmp_path):
     r = _cli(base + ["--format", "json", "--fail-on", "invalid,leak"], seaweed)
     assert r.returncode == 1
     r = _cli(["s3://audit-main/gen/signed", "--state", state, "--trust-anchors", str(ident["paths"].root),
-              "--fail-on", "missing,invalid,untrusted,leak"], seaweed)
+              "--processes", "0", "--fail-on", "missing,invalid,untrusted,leak"], seaweed)
     assert r.returncode == 0, r.stdout + r.stderr  # only trusted objects under that prefix
     assert "ok" in r.stdout
     # Reports from the stored state, in every format (in-process: the subprocess path is shown above).

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import cli
-from test_posture_moto import ACCOUNT, build_bad
+from test_posture_moto import ACCOUNT, _tags
 
 pytestmark = pytest.mark.integration
 
@@ -21,10 +21,25 @@ owner = "carol"
 """
 
 
+def build_small(m):
+    """A small estate (the full one is covered by test_posture_moto): public tagged bucket, config-listed
+    bucket, an unrelated one, a role that reads everything."""
+    s3 = m.client("s3")
+    for b in ("sg-media-bad", "sg-media-kms", "unrelated"):
+        s3.create_bucket(Bucket=b)
+    s3.put_bucket_tagging(Bucket="sg-media-bad", Tagging=_tags(synthguard__class="synthetic-media", owner="alice"))
+    s3.put_bucket_policy(Bucket="sg-media-bad", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::sg-media-bad/*"}]}))
+    iam = m.client("iam")
+    iam.create_role(RoleName="analyst", AssumeRolePolicyDocument="{}")
+    iam.put_role_policy(RoleName="analyst", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+
+
 @pytest.fixture(scope="module")
 def estate(moto_server, tmp_path_factory):
     moto_server.reset()
-    build_bad(moto_server)
+    build_small(moto_server)
     d = tmp_path_factory.mktemp("posture-cli")
     (d / "synthguard.toml").write_text(TOML)
     return moto_server, d
@@ -40,11 +55,11 @@ def test_posture_json_and_exit_codes(estate, capsys):
     m, d = estate
     base = ["posture", "--config", str(d / "synthguard.toml"), "--endpoint-url", m.endpoint_url]
     rc, _, err = run(capsys, *base, "--format", "json", "--out", str(d / "f.json"))
-    assert rc == 1 and "3 buckets in scope, 1 out of scope" in err
+    assert rc == 1 and "2 buckets in scope, 1 out of scope" in err
     doc = json.loads((d / "f.json").read_text())
-    assert {f["check"] for f in doc["findings"] if f["status"] == "fail"} >= {"s3.public_access", "ec2.unrestricted_egress"}
-    assert rc == 1
-    rc, out, _ = run(capsys, *base, "--format", "sarif", "--fail-severity", "none")
+    assert {f["check"] for f in doc["findings"] if f["status"] == "fail"} >= {"s3.public_access", "iam.broad_get_object"}
+    assert doc["summary"]["buckets_out_of_scope"] == 1
+    rc, out, _ = run(capsys, *base, "--format", "sarif", "--fail-severity", "none", "--checks", "s3.*")
     assert rc == 0 and json.loads(out)["version"] == "2.1.0"
     rc, out, _ = run(capsys, *base, "--checks", "s3.versioning,s3.access_logging", "--fail-severity", "high",
                      "--format", "csv")
@@ -86,6 +101,12 @@ def test_usage_errors(estate, capsys, tmp_path):
     assert run(capsys, "posture", "--config", str(bad), "--endpoint-url", m.endpoint_url)[0] == 2
     assert run(capsys, "posture", "--config", str(tmp_path / "missing.toml"))[0] == 2
     assert run(capsys, "posture", "--apply")[0] == 2
+    # an unreachable endpoint: every check unknown with the reason, no traceback; --fail-on-unknown fails
+    rc, out, err = run(capsys, "posture", "--endpoint-url", "http://127.0.0.1:9", "--format", "json",
+                       "--fail-on-unknown")
+    doc = json.loads(out)
+    assert rc == 1 and {f["status"] for f in doc["findings"]} == {"unknown"} and len(doc["findings"]) == 18
+    assert "could not be listed" in err and "Traceback" not in err
     assert run(capsys, "controls", "generate", "--config", str(bad), "--out", str(tmp_path / "c"))[0] == 2
 
 
@@ -104,3 +125,15 @@ def test_controls_generate_and_apply_to_moto(estate, capsys, tmp_path):
     for f in ("permission-boundary.json", "worker-readonly-policy.json"):
         arn = iam.create_policy(**json.loads((tmp_path / f).read_text()))["Policy"]["Arn"]
         assert arn.startswith(f"arn:aws:iam::{ACCOUNT}:policy/synthguard/")
+
+
+def test_run_posture_for_audited_buckets(estate):
+    """What `synthguard audit` calls: only the audited buckets, with the audit's client factory."""
+    from s3sync.aws import ClientFactory
+    from s3sync.posture import run_posture
+
+    m, d = estate
+    fs = run_posture(buckets=["sg-media-bad", "unrelated"], config=str(d / "synthguard.toml"),
+                     factory=ClientFactory(endpoint_url=m.endpoint_url), checks=["s3.*"])
+    assert {f.resource for f in fs} == {"arn:aws:s3:::sg-media-bad"}      # 'unrelated' is out of scope
+    assert any(f.check == "s3.public_access" and f.failed for f in fs)

@@ -212,6 +212,7 @@ def test_bad_estate_details(bad):
     hold = by[("s3.legal_hold", "arn:aws:s3:::sg-train-bad")][0]
     assert hold.failed
     assert all(f.resource.startswith("arn:") for f in findings)
+    assert [f for f in findings if f.failed and not f.evidence.get("why")] == []  # every failure says why
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,7 @@ def cloudtrail_s3_data_events(snap: Any) -> Iterable[Finding]:
         elif problems:
             yield make(TRAIL, snap, b.arn, Status.UNKNOWN, dict(ev, reason="; ".join(problems)[:500]), owner=b.owner)
         else:
+            ev["why"] = "no logging trail records S3 object reads of this bucket"
             yield make(TRAIL, snap, b.arn, Status.FAIL, ev, owner=b.owner)
 
 
@@ -155,7 +156,7 @@ def macie_enabled(snap: Any) -> Iterable[Finding]:
     cdi = m.get("custom_data_identifiers")
     ev: dict[str, Any] = {"status": status}
     if status != "ENABLED":
-        yield make(MACIE, snap, res, Status.FAIL, dict(ev, session=m.get("session")))
+        yield make(MACIE, snap, res, Status.FAIL, dict(ev, session=m.get("session"), why="Macie is not enabled"))
     elif isinstance(cdi, Unavailable):
         yield unknown(MACIE, snap, res, cdi, status=status,
                       note="Macie is enabled; custom data identifiers could not be listed")
@@ -186,6 +187,7 @@ def config_rules(snap: Any) -> Iterable[Finding]:
     ev = {"present": {k: present[k] for k in REQUIRED_CONFIG_RULES if k in present}, "missing": missing,
           "recording_recorders": recording}
     if missing or not recording:
+        ev["why"] = "missing rules: " + ", ".join(missing)
         if not recording:
             ev["why"] = "no configuration recorder is recording, so rules evaluate nothing"
         yield make(CONFIG, snap, res, Status.FAIL, ev)
@@ -233,4 +235,7 @@ def cloudwatch_contributor_insights(snap: Any) -> Iterable[Finding]:
             ok, why = insight_rule_covers(r, b.name)
             rows.append({"rule": r.get("Name"), "covers": ok, "why": why})
         status = Status.PASS if any(r["covers"] for r in rows) else Status.FAIL
-        yield make(INSIGHTS, snap, b.arn, status, {"rules": rows}, owner=b.owner)
+        ev = {"rules": rows}
+        if status is Status.FAIL:
+            ev["why"] = "no enabled rule counts principals reading this bucket"
+        yield make(INSIGHTS, snap, b.arn, status, ev, owner=b.owner)

@@ -12,7 +12,8 @@ BROAD = CheckMeta(
     "iam.broad_get_object", "Principal outside the allowed list can read synthetic media", "high", "iam",
     "AwsIamRole",
     "Roles and users whose policies allow s3:GetObject (directly or via s3:*, s3:Get*, *) on these buckets can "
-    "copy media and training data out; generic scanners only flag admin-level policies. Service-linked roles "
+    "copy media and training data out; generic scanners only flag admin-level policies. Named principals "
+    "(other accounts included) granted reads by the bucket policy are reported too. Service-linked roles "
     "are skipped (AWS owns their policies).",
     "Scope the statement's Resource away from the bucket, add an explicit Deny, or list the principal in "
     "allowed_principals of synthguard.toml if it is meant to read; attach a permission boundary.")
@@ -98,6 +99,13 @@ def iam_broad_get_object(snap: Any) -> Iterable[Finding]:
     if isinstance(snap.principals, Unavailable):
         yield unknown(BROAD, snap, f"arn:aws:iam::{snap.account_id}:*", snap.principals)
         return
+    for g in bucket_policy_readers(snap):
+        if not g["allowed_principal"]:
+            yield make(BROAD, snap, g["principal"], Status.FAIL,
+                       {"bucket": g["bucket"], "action": READ_ACTION, "via": "bucket policy", "sid": g["sid"],
+                        "why": f"bucket policy of {g['bucket']} grants s3:GetObject",
+                        "conditional": g["conditional"], "cross_account": g["cross_account"]},
+                       owner=g["owner"], resource_type="Other")
     for p in _principals(snap):
         reads, problems = readable(p, snap)
         rtype = "AwsIamRole" if p["type"] == "role" else "AwsIamUser"
@@ -105,7 +113,9 @@ def iam_broad_get_object(snap: Any) -> Iterable[Finding]:
         for r in bad:
             yield make(BROAD, snap, p["arn"], Status.FAIL,
                        {"bucket": r["bucket"], "target": r["target"], "action": READ_ACTION,
-                        "statements": r["statements"], "permission_boundary": p.get("boundary")},
+                        "statements": r["statements"], "permission_boundary": p.get("boundary"),
+                        "why": f"can s3:GetObject in {r['bucket']} via " + ", ".join(
+                            sorted({s['source'] for s in r['statements']}))},
                        owner=r["owner"], resource_type=rtype)
         if bad:
             continue
@@ -115,6 +125,39 @@ def iam_broad_get_object(snap: Any) -> Iterable[Finding]:
                        resource_type=rtype)
         else:
             yield make(BROAD, snap, p["arn"], Status.PASS, ev, resource_type=rtype)
+
+
+def bucket_policy_readers(snap: Any) -> list[dict]:
+    """Named AWS principals a bucket policy lets read objects (cross-account ones included).
+
+    Anonymous grants belong to s3.public_access; service principals (CloudFront OAC) are skipped.
+    """
+    from ..policy import action_matches, condition_holds, principal_arns, resource_reaches
+
+    out = []
+    for b in snap.buckets.values():
+        if not isinstance(b.policy, dict):
+            continue
+        try:
+            stmts = parse_policy(b.policy)
+        except PolicyError:
+            continue
+        for st in stmts:
+            if st["Effect"] != "Allow" or not action_matches(st, READ_ACTION):
+                continue
+            if not any(resource_reaches(st, t) for t in b.targets()):
+                continue
+            for p in principal_arns(st):
+                if p == "*":
+                    continue
+                arn = f"arn:aws:iam::{p}:root" if p.isdigit() else p
+                if condition_holds(st.get("Condition"), {"aws:PrincipalArn": arn}) is False:
+                    continue
+                out.append({"principal": arn, "bucket": b.name, "owner": b.owner, "sid": st.get("Sid", ""),
+                            "allowed_principal": is_allowed(arn, b.allowed_principals),
+                            "conditional": bool(st.get("Condition")),
+                            "cross_account": bool(snap.account_id) and f"::{snap.account_id}:" not in arn})
+    return out
 
 
 @check(BOUNDARY)
@@ -132,5 +175,7 @@ def iam_permission_boundary(snap: Any) -> Iterable[Finding]:
 
         rtype = "AwsIamRole" if p["type"] == "role" else "AwsIamUser"
         ev = {"buckets": [r["bucket"] for r in reads], "permission_boundary": p.get("boundary")}
+        if not p.get("boundary"):
+            ev["why"] = "reads " + ", ".join(ev["buckets"]) + " without a permission boundary"
         yield make(BOUNDARY, snap, p["arn"], Status.PASS if p.get("boundary") else Status.FAIL, ev,
                    owner=owners(r["owner"] for r in reads), resource_type=rtype)

@@ -91,6 +91,8 @@ def cloudfront_oac(snap: Any) -> Iterable[Finding]:
         worst = "fail" if any(r["status"] == "fail" for r in per) else \
             "unknown" if any(r["status"] == "unknown" for r in per) else "pass"
         ev: dict[str, Any] = {"distribution": d.get("Id"), "origins": per}
+        if worst == "fail":
+            ev["why"] = "; ".join(f"{r['bucket']}: {r['why']}" for r in per if r["status"] == "fail")
         if worst == "unknown":
             ev["reason"] = "; ".join(r["why"] for r in per if r["status"] == "unknown")
         yield make(OAC, snap, d.get("ARN") or f"arn:aws:cloudfront::{snap.account_id}:distribution/{d.get('Id')}",
@@ -117,7 +119,8 @@ def cloudfront_https(snap: Any) -> Iterable[Finding]:
         bad = [r for r in rows if r["viewer_protocol_policy"] not in ("https-only", "redirect-to-https")]
         yield make(HTTPS, snap, d.get("ARN") or f"arn:aws:cloudfront::{snap.account_id}:distribution/{d.get('Id')}",
                    Status.FAIL if bad else Status.PASS,
-                   {"distribution": d.get("Id"), "behaviours": rows, "allowing_http": bad},
+                   {"distribution": d.get("Id"), "behaviours": rows, "allowing_http": bad,
+                    **({"why": "viewer HTTP allowed on " + ", ".join(str(r["path"]) for r in bad)} if bad else {})},
                    owner=owners(b.owner for _, b, _ in origins))
 
 
@@ -165,6 +168,9 @@ def ec2_unrestricted_egress(snap: Any) -> Iterable[Finding]:
         ev.update(group_name=sg.get("GroupName"), vpc=sg.get("VpcId"), open_egress=rules)
         if rules:
             sev = "high" if any(r["all_ports"] for r in rules) else "medium"
+            ev["why"] = "egress to " + ", ".join(
+                f"{'/'.join(r['cidrs'])} {'all ports' if r['all_ports'] else str(r['from_port']) + '-' + str(r['to_port'])}"
+                for r in rules) + f" from {len(insts)} instance(s)"
             yield make(EGRESS, snap, arn, Status.FAIL, ev, owner=own, severity=sev)
         else:
             yield make(EGRESS, snap, arn, Status.PASS, ev, owner=own)
@@ -196,6 +202,6 @@ def kms_rotation(snap: Any) -> Iterable[Finding]:
         elif isinstance(rot, dict):
             ok = bool(rot.get("KeyRotationEnabled"))
             yield make(ROTATION, snap, arn, Status.PASS if ok else Status.FAIL,
-                       dict(ev, rotation=rot), owner=own)
+                       dict(ev, rotation=rot, **({} if ok else {"why": "automatic rotation disabled"})), owner=own)
         else:
             yield make(ROTATION, snap, arn, Status.UNKNOWN, dict(ev, reason="rotation status not collected"), owner=own)

@@ -83,6 +83,15 @@ def public_state(b: Any, snap: Any) -> tuple[Status, dict[str, Any]]:
     by_policy = (bool(grants) or status_public) and not restrict
     by_acl = bool(acl_public_grants(b.acl)) and not ignore_acls
     if by_policy or by_acl:
+        why = []
+        if grants and not restrict:
+            why.append("bucket policy grants " + ", ".join(sorted({a for g in grants for a in g["actions"]})) + " to *")
+        elif status_public and not restrict:
+            why.append("GetBucketPolicyStatus says IsPublic")
+        if by_acl:
+            why.append("ACL grants to " + ", ".join(sorted({g["Grantee"]["URI"].rsplit("/", 1)[-1]
+                                                            for g in acl_public_grants(b.acl)})))
+        ev["why"] = "; ".join(why)
         return Status.FAIL, ev
     policy_known = grants is not None or isinstance(b.policy_status, dict)
     acl_known = not isinstance(b.acl, Unavailable) or ignore_acls
@@ -121,7 +130,8 @@ def s3_block_public_access(snap: Any) -> Iterable[Finding]:
             yield make(BPA, snap, b.arn, Status.UNKNOWN, dict(ev, reason=reasons), owner=b.owner)
         else:
             missing = [f for f in PAB_FLAGS if not ((b.public_access_block or {}).get(f) or (acct or {}).get(f))]
-            yield make(BPA, snap, b.arn, Status.FAIL, dict(ev, missing=missing), owner=b.owner)
+            yield make(BPA, snap, b.arn, Status.FAIL, dict(ev, missing=missing, why="off: " + ", ".join(missing)),
+                       owner=b.owner)
 
 
 def _algorithms(enc: dict) -> list[dict]:
@@ -163,7 +173,8 @@ def s3_object_lock(snap: Any) -> Iterable[Finding]:
         elif (b.object_lock or {}).get("ObjectLockEnabled") == "Enabled":
             yield make(LOCK, snap, b.arn, Status.PASS, {"object_lock": b.object_lock}, owner=b.owner)
         else:
-            yield make(LOCK, snap, b.arn, Status.FAIL, {"object_lock": b.object_lock}, owner=b.owner)
+            yield make(LOCK, snap, b.arn, Status.FAIL, {"object_lock": b.object_lock, "why": "Object Lock not enabled"},
+                       owner=b.owner)
 
 
 @check(HOLD)
@@ -184,6 +195,7 @@ def s3_legal_hold(snap: Any) -> Iterable[Finding]:
         lock_off = isinstance(b.object_lock, dict) and b.object_lock.get("ObjectLockEnabled") != "Enabled" \
             or b.object_lock is None
         if off or (errs and lock_off):
+            ev["why"] = f"{len(off)} object(s) under investigation without legal hold"
             if errs and lock_off:
                 ev["why"] = "Object Lock is not enabled on the bucket, so no legal hold can exist"
             yield make(HOLD, snap, b.arn, Status.FAIL, ev, owner=b.owner)
@@ -202,8 +214,10 @@ def s3_versioning(snap: Any) -> Iterable[Finding]:
             yield unknown(VERS, snap, b.arn, b.versioning, owner=b.owner)
         else:
             ok = (b.versioning or {}).get("Status") == "Enabled"
-            yield make(VERS, snap, b.arn, Status.PASS if ok else Status.FAIL, {"versioning": b.versioning or {}},
-                       owner=b.owner)
+            ev = {"versioning": b.versioning or {}}
+            if not ok:
+                ev["why"] = f"versioning {(b.versioning or {}).get('Status') or 'never enabled'}"
+            yield make(VERS, snap, b.arn, Status.PASS if ok else Status.FAIL, ev, owner=b.owner)
 
 
 @check(LOGS)
@@ -217,4 +231,5 @@ def s3_access_logging(snap: Any) -> Iterable[Finding]:
                 ev["note"] = "logs are delivered into the bucket itself"
             yield make(LOGS, snap, b.arn, Status.PASS, ev, owner=b.owner)
         else:
-            yield make(LOGS, snap, b.arn, Status.FAIL, {"logging": b.logging}, owner=b.owner)
+            yield make(LOGS, snap, b.arn, Status.FAIL, {"logging": b.logging, "why": "server access logging off"},
+                       owner=b.owner)
