@@ -495,6 +495,9 @@ def _add_audit(sub) -> None:
     p.add_argument("--full", action="store_true", help="re-check every object (default: skip unchanged ETags)")
     p.add_argument("--versions", action="store_true", help="audit every object version (ListObjectVersions)")
     p.add_argument("--no-watermark", action="store_true", help="skip watermark detection (C2PA only)")
+    p.add_argument("--watermark-trust-manifest", action="store_true",
+                   help="for trusted manifests that record the watermark payload, report it without searching "
+                        "the pixels (faster; no longer proves the pixels carry the mark)")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if the last one was interrupted")
     p.add_argument("--sample-edge", type=int, default=0, metavar="N",
                    help="for cloudfront: targets, fetch N objects per distribution through its domain")
@@ -537,6 +540,7 @@ def _cmd_audit(args) -> int:
                           trust_anchors=args.trust_anchors, watermark_key_file=args.watermark_key_file,
                           registry=args.registry, state=args.state, workers=args.workers, processes=procs,
                           full=args.full, versions=args.versions, watermark=not args.no_watermark,
+                          watermark_trust_manifest=args.watermark_trust_manifest,
                           resume=not args.no_resume, sample_edge=args.sample_edge,
                           edge_url_map=args.edge_url_map or None)
         if show_progress(args.format in ("json", "jsonl")):
@@ -752,6 +756,7 @@ def _add_posture(sub) -> None:
     p.add_argument("--remediation-log", default=os.path.join(".synthguard", "remediation.jsonl"), metavar="PATH",
                    help="append applied calls and their results here (default .synthguard/remediation.jsonl)")
     p.add_argument("--security-hub", action="store_true", help="also import the findings into Security Hub (ASFF)")
+    p.add_argument("--snapshot-out", metavar="PATH", help="also write the collected API answers (JSON) here")
     p.add_argument("--list-checks", action="store_true", help="list check ids and exit")
     p.set_defaults(func=_cmd_posture)
 
@@ -786,18 +791,31 @@ def _cmd_posture(args) -> int:
     clients = Clients.from_args(args)
     snap = collect(clients, cfg, buckets=args.bucket or None, needs=needs_for(args.checks, args.exclude_checks))
     findings = run_checks(snap, checks=args.checks, exclude=args.exclude_checks)
+    if args.snapshot_out:
+        emit_json(snap.to_dict(), args.snapshot_out)
     rc = EXIT_FAIL if failed_at_or_above(findings, args.fail_severity) else EXIT_OK
     if args.fail_on_unknown and any(f.status.value == "unknown" for f in findings):
         rc = EXIT_FAIL
-    if "*" in snap.scope_errors:
-        print(f"synthguard: warning: the estate could not be listed: {snap.scope_errors['*']}", file=sys.stderr)
+    for name, reason in snap.scope_errors.items():
+        what = "the estate could not be listed" if name == "*" else f"scope of bucket {name} undecided (tags unreadable)"
+        print(f"synthguard: warning: {what}: {reason}", file=sys.stderr)
     if actions is None or args.out:
         write_text(render(findings, args.format, out_of_scope=len(snap.out_of_scope), account_id=snap.account_id,
-                          region=snap.region), args.out)
+                          region=snap.region, scope_errors=snap.scope_errors), args.out)
     if args.security_hub:
-        res = import_to_security_hub(to_asff(findings, snap.account_id, snap.region), clients("securityhub"))
-        print(f"synthguard: imported {res['success']} findings into Security Hub, {len(res['failed'])} failed",
-              file=sys.stderr)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            res = import_to_security_hub(to_asff(findings, snap.account_id, snap.region), clients("securityhub"))
+            print(f"synthguard: imported {res['success']} findings into Security Hub, {len(res['failed'])} failed",
+                  file=sys.stderr)
+            if res["failed"]:
+                rc = EXIT_FAIL
+        except (ClientError, BotoCoreError) as exc:
+            from s3sync.aws import describe_error
+
+            print(f"synthguard: Security Hub import failed: {describe_error(exc)}", file=sys.stderr)
+            rc = EXIT_FAIL
     fails = sum(f.failed for f in findings)
     print(f"synthguard: {len(snap.buckets)} buckets in scope, {len(snap.out_of_scope)} out of scope; "
           f"{fails} failed, {sum(f.status.value == 'unknown' for f in findings)} unknown, "

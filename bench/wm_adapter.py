@@ -25,7 +25,8 @@ class SynthguardAdapter:
 
         return {"library": "synthguard watermark", "settings":
                 f"periodic keyed tile, {image.CELLS}x{image.CELLS} cells, {image.PERIODS:g} periods/short side, "
-                f"BCH t={codec.BCH_T} + {codec.CHECK_BITS}-bit keyed check, public key",
+                f"64 bits + {codec.CHECK_BITS}-bit keyed MAC, rate-1/{codec.RATE} K={codec.K} convolutional code, "
+                f"soft Viterbi, public key",
                 "false_positive_probability": image.false_positive_probability()}
 
     def embed(self, rgb, bits):

@@ -10,9 +10,10 @@ Design (measured in ``bench/bench_fingerprint.py``, tables in BENCHMARKS.md unde
   of a crop changed sign, a catastrophic ~50 % bit error; storing both orientations costs ~1 bit of T.)
 * **Borders**: uniform letterbox / padding rows and columns are trimmed before hashing (on both sides of
   a comparison), so a 20 px black border does not shift the frame.
-* **Crops (multi-part)**: besides the full frame, every fingerprint carries hashes of 80 windows of
-  the frame (squares of side 0.92, 0.84, 0.77, 0.7 and 1 x 0.84 / 1 x 0.7 strips on offset grids with
-  steps <= 0.1), each also mirrored: 162 parts. A leaked crop that
+* **Crops (multi-part)**: besides the full frame, every fingerprint carries hashes of 118 windows of
+  the frame (squares of side 0.92, 0.84, 0.77, 0.7, 1 x 0.84 / 1 x 0.7 strips, 0.92 x 0.77 rectangles,
+  on offset grids with steps <= 0.08), each also mirrored, plus the full frame rotated +-3 deg: 242
+  parts (7.7 kB per image). A leaked crop that
   keeps >= 70 % of the area looks like one of those windows. The distance that decides a match is
   ``min(d(a.full, any part of b), d(any part of a, b.full))``: full frame against windows in both
   directions, never window against window (that would multiply false positives for nothing).
@@ -34,7 +35,7 @@ from .media import MediaError, Source, decode_image
 
 __all__ = [
     "Fingerprint", "fingerprint", "video_fingerprints", "hash_parts", "THRESHOLD", "HASH_BITS",
-    "HASH_BYTES", "WINDOWS", "confidence_for", "hamming", "full_hash", "fingerprint_media", "video_matches",
+    "HASH_BYTES", "WINDOWS", "ROTATIONS", "confidence_for", "hamming", "full_hash", "fingerprint_media", "video_matches",
     "MEDIA_EXTENSIONS",
 ]
 
@@ -56,13 +57,18 @@ def _grid(w: float, h: float, steps: int = 3) -> list[tuple[float, float, float,
     return [(x, y, w, h) for y in ys for x in xs]
 
 
-# 81 windows: a crop keeping >= 70 % of the area, anywhere in the frame, is within ~2 % of the frame
-# side of one of them (the hash tolerates that shift; measured: a 2 % shift flips ~5 % of the bits).
+# 119 windows: a crop keeping >= 70 % of the area, anywhere in the frame and of any aspect between
+# 0.7 x 1 and 1 x 0.7, is within a few per cent of the frame side of one of them (the hash tolerates
+# that shift: a 2 % shift flips ~6 % of the bits). Odd step counts keep the exact centre crops.
 WINDOWS: tuple[tuple[float, float, float, float], ...] = tuple(
     [(0.0, 0.0, 1.0, 1.0)]
-    + _grid(0.92, 0.92, 3) + _grid(0.84, 0.84, 5) + _grid(0.77, 0.77, 4) + _grid(0.70, 0.70, 4)
-    + _grid(1.0, 0.84) + _grid(0.84, 1.0) + _grid(1.0, 0.70, 4) + _grid(0.70, 1.0, 4)
+    + _grid(0.92, 0.92, 3) + _grid(0.84, 0.84, 5) + _grid(0.77, 0.77, 5) + _grid(0.70, 0.70, 5)
+    + _grid(1.0, 0.84) + _grid(0.84, 1.0) + _grid(1.0, 0.70, 5) + _grid(0.70, 1.0, 5)
+    + _grid(0.92, 0.77, 3) + _grid(0.77, 0.92, 3)
 )
+# Full frame rotated by these angles (black corners, like a rotated copy): extends rotation tolerance
+# from about +-2 deg to about +-5 deg (measured in bench stage A: rotate 2/3/5 deg).
+ROTATIONS: tuple[float, ...] = (-3.0, 3.0)
 
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -74,9 +80,20 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return _POP8[x].sum(axis=-1, dtype=np.int32)
 
 
+def popcount_rows64(x: np.ndarray) -> np.ndarray:
+    """Bit count per row of an (N, W) uint64 array (numpy >= 2 popcount, else a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).sum(axis=1, dtype=np.int32)
+    return _POP8[np.ascontiguousarray(x).view(np.uint8)].reshape(len(x), -1).sum(axis=1, dtype=np.int32)
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distance between packed uint8 hashes (broadcasting over leading axes)."""
-    return _popcount(np.bitwise_xor(a, b))
+    x = np.bitwise_xor(a, b)
+    if x.shape[-1] % 8 == 0 and hasattr(np, "bitwise_count"):
+        x = np.ascontiguousarray(x).view(np.uint64)          # 4 popcounts per 256-bit hash, not 32
+        return np.bitwise_count(x).sum(axis=-1, dtype=np.int32)
+    return _popcount(x)
 
 
 # --------------------------------------------------------------------------------------- hashing
@@ -183,33 +200,42 @@ def _bits(f: np.ndarray) -> np.ndarray:
 
 
 def hash_parts(rgb: np.ndarray, windows: Sequence[tuple[float, float, float, float]] = WINDOWS, *,
-               mirrored: bool = True) -> np.ndarray:
-    """The part hashes of an RGB (or grey) array, (2K or K) x 32 uint8.
+               mirrored: bool = True, rotations: Sequence[float] = ROTATIONS) -> np.ndarray:
+    """The part hashes of an RGB (or grey) array as an N x 32 uint8 array; row 0 is the full frame.
 
-    Rows 0..K-1 are the windows (row 0 = full frame); with ``mirrored`` rows K..2K-1 are the same
-    windows of the mirror image (a horizontal flip of a band-passed thumbnail is the band-passed
-    thumbnail of the flipped window, so they cost one extra gather each). A flipped copy's full frame
-    therefore equals a stored mirrored part exactly, with no orientation guess that could go wrong.
+    Rows 0..K-1 are the windows; with ``mirrored`` rows K..2K-1 are the same windows of the mirror
+    image (the flip of a band-passed thumbnail is the band-passed thumbnail of the flipped window, so
+    each costs one extra gather), so a flipped copy's full frame equals a stored part with no
+    orientation guess that could go wrong. Then the full frame rotated by each of ``rotations``
+    (and mirrored).
     """
     import cv2
 
     w = _work_image(rgb)
     k_n = len(windows)
-    out = np.empty((2 * k_n if mirrored else k_n, HASH_BYTES), np.uint8)
+    rows: list[np.ndarray] = [np.empty(0, np.uint8)] * (2 * k_n if mirrored else k_n)
     for k, (x0, y0, ww, hh) in enumerate(windows):
         xa, ya = int(round(x0 * _WORK)), int(round(y0 * _WORK))
         xb, yb = min(_WORK, int(round((x0 + ww) * _WORK))), min(_WORK, int(round((y0 + hh) * _WORK)))
-        t = cv2.resize(w[ya:yb, xa:xb], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
-        f = _dog(t)
-        out[k] = _bits(f)
+        f = _dog(cv2.resize(w[ya:yb, xa:xb], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA))
+        rows[k] = _bits(f)
         if mirrored:
-            out[k_n + k] = _bits(np.ascontiguousarray(f[:, ::-1]))
-    return out
+            rows[k_n + k] = _bits(np.ascontiguousarray(f[:, ::-1]))
+    c = (_WORK - 1) / 2.0
+    for ang in rotations:
+        m = cv2.getRotationMatrix2D((c, c), float(ang), 1.0)
+        r = cv2.warpAffine(w, m, (_WORK, _WORK), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
+        f = _dog(cv2.resize(r, (_THUMB, _THUMB), interpolation=cv2.INTER_AREA))
+        rows.append(_bits(f))
+        if mirrored:
+            rows.append(_bits(np.ascontiguousarray(f[:, ::-1])))
+    return np.stack(rows)
 
 
 def full_hash(rgb: np.ndarray) -> np.ndarray:
     """The 32-byte full-frame hash alone (what a query needs when only the index is searched)."""
-    return hash_parts(rgb, WINDOWS[:1], mirrored=False)[0]
+    return hash_parts(rgb, WINDOWS[:1], mirrored=False, rotations=())[0]
 
 
 # --------------------------------------------------------------------------------------- value
@@ -368,9 +394,17 @@ def _sample_frames(av, stream, max_frames: int) -> list[np.ndarray]:
         total = int(vs.frames or 0)
         picked: list[np.ndarray] = []
         if total <= 0:
-            # Unknown length: decode everything once, keep an even sample.
-            allf = [f.to_ndarray(format="rgb24") for f in container.decode(vs)]
-            return _even(allf, max_frames)
+            # Unknown length: one pass with a doubling stride keeps memory bounded (<= 2 * max_frames
+            # frames held) and leaves an even sample of the whole stream.
+            kept: list[np.ndarray] = []
+            stride = 1
+            for i, frame in enumerate(container.decode(vs)):
+                if i % stride == 0:
+                    kept.append(frame.to_ndarray(format="rgb24"))
+                    if len(kept) >= 2 * max_frames:
+                        kept = kept[::2]
+                        stride *= 2
+            return _even(kept, max_frames)
         want = set(np.linspace(0, total - 1, num=min(max_frames, total)).round().astype(int).tolist())
         for i, frame in enumerate(container.decode(vs)):
             if i in want:

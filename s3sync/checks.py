@@ -28,12 +28,17 @@ class CheckConfig:
     registry_path: str | None = None
     watermark: bool = True
     fingerprint_match: bool = True
+    # False: when the manifest is trusted and records the watermark payload (a c2pa.soft-binding),
+    # report that payload instead of searching the pixels. Faster; it no longer proves the pixels
+    # still carry the mark, so it is opt-in (--watermark-trust-manifest).
+    watermark_when_trusted: bool = True
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for part in (self.trust_anchors or b"", self.watermark_key or b"",
                      (self.watermark_key_kind or "").encode(), (self.registry_path or "").encode(),
                      str(self.watermark).encode(), str(self.fingerprint_match).encode(), b"v1",
+                     str(self.watermark_when_trusted).encode(),
                      capabilities().encode()):
             h.update(len(part).to_bytes(8, "big") + part)
         if self.registry_path and os.path.exists(self.registry_path):
@@ -42,8 +47,11 @@ class CheckConfig:
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {"trust_anchors": bool(self.trust_anchors), "watermark_key": self.watermark_key_kind,
-                "registry": self.registry_path, "watermark": self.watermark}
+        d = {"trust_anchors": bool(self.trust_anchors), "watermark_key": self.watermark_key_kind,
+             "registry": self.registry_path, "watermark": self.watermark}
+        if not self.watermark_when_trusted:
+            d["watermark_trust_manifest"] = True
+        return d
 
 
 def capabilities() -> str:
@@ -159,7 +167,7 @@ def _c2pa(source: Any, mime: str) -> dict[str, Any]:
     reason = getattr(v, "reason", d.get("reason"))
     if reason:
         out["reason"] = reason
-    for k in ("ai_generated", "model", "signer", "signed_at"):
+    for k in ("ai_generated", "model", "signer", "signed_at", "soft_binding"):
         if d.get(k) is not None:
             out[k] = d[k]
     return out
@@ -217,7 +225,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         # on a copy whose short side is at most 256 px, so a JPEG decoded by DCT scaling to a short
         # side >= 512 px gives it the same information far faster; with neither, decoding only proves
         # the bytes are an intact image (DCT scaling still reads every scan, so truncation shows).
-        need = None if (cfg.registry_path and cfg.fingerprint_match) else (DRAFT_SHORT_SIDE if cfg.watermark else 64)
+        from_manifest = (cfg.watermark and not cfg.watermark_when_trusted and out.c2pa
+                         and out.c2pa.get("state") == "trusted" and out.c2pa.get("soft_binding"))
+        pixels_for_wm = cfg.watermark and not from_manifest
+        need = None if (cfg.registry_path and cfg.fingerprint_match) else (DRAFT_SHORT_SIDE if pixels_for_wm else 64)
         try:
             rgb = _decode(source, need)
         except MediaError as exc:
@@ -227,13 +238,19 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
             out.error = f"cannot decode image: {type(exc).__name__}: {exc}"
             return out
         out.timings["decode_ms"] = round((t() - t0) * 1000, 2)
-        if cfg.watermark:
+        if from_manifest:
+            out.watermark = {"detected": True, "payload": str(out.c2pa["soft_binding"]),
+                             "source": "manifest soft binding (pixels not searched)"}
+        elif cfg.watermark:
             t0 = t()
             try:
                 import watermark
 
-                out.watermark = _watermark_dict(watermark.detect(rgb, key=cfg.watermark_key))
-            except (ImportError, AttributeError) as exc:
+                detect = getattr(watermark, "detect", None)
+                if detect is None:
+                    raise ImportError("watermark.detect is missing")
+                out.watermark = _watermark_dict(detect(rgb, key=cfg.watermark_key))
+            except ImportError as exc:
                 out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
             except (MediaError, ValueError) as exc:
                 out.watermark = {"detected": False, "payload": None, "skipped": str(exc)}
@@ -250,8 +267,11 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
             try:
                 from watermark import video as wmvideo
 
-                out.watermark = _watermark_dict(wmvideo.detect(source, key=cfg.watermark_key))
-            except (ImportError, AttributeError) as exc:
+                vdetect = getattr(wmvideo, "detect", None)
+                if vdetect is None:
+                    raise ImportError("watermark.video.detect is missing")
+                out.watermark = _watermark_dict(vdetect(source, key=cfg.watermark_key))
+            except ImportError as exc:
                 out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
             except (MediaError, ValueError, OSError) as exc:
                 out.error = f"cannot decode video: {exc}"
@@ -268,6 +288,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
     elif kind == "audio":
         if sniffed not in AUDIO_MIMES and not (sniffed is None and claimed in ("audio/mp4",)):
             out.error = f"bytes do not look like {claimed or 'audio'} (content sniffed as {sniffed or 'unknown'})"
+            return out
+        if out.c2pa and out.c2pa.get("state") == "error":
+            # C2PA is the only parser audio goes through: if it cannot read the file, nothing can.
+            out.error = f"cannot read audio: {out.c2pa.get('reason') or 'unreadable'}"
             return out
     else:
         out.error = f"unsupported media type {actual or 'unknown'}"

@@ -36,7 +36,7 @@ from .state import DEFAULT_STATE, State, now_iso
 
 MiB = 1024 * 1024
 DEFAULT_WORKERS = 16
-DEFAULT_MAX_INLINE = 32 * MiB
+DEFAULT_MAX_INLINE = 16 * MiB  # larger objects go to a temp file: memory stays under workers x this
 DEFAULT_PART_SIZE = 8 * MiB
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -99,6 +99,7 @@ class Auditor:
                  profile: str | None = None, region: str | None = None, clients: ClientFactory | None = None,
                  trust_anchors: str | os.PathLike | bytes | None = None,
                  watermark_key_file: str | os.PathLike | None = None, watermark: bool = True,
+                 watermark_trust_manifest: bool = False,
                  registry: str | os.PathLike | None = None, state: str | os.PathLike | State = DEFAULT_STATE,
                  workers: int = DEFAULT_WORKERS, processes: int = 0, full: bool = False,
                  versions: bool = False, resume: bool = True, max_inline_bytes: int = DEFAULT_MAX_INLINE,
@@ -124,6 +125,7 @@ class Auditor:
         self.progress = progress
         self.cfg = _checks.CheckConfig(trust_anchors=_read_anchors(trust_anchors),
                                        **_watermark_key(watermark_key_file), watermark=watermark,
+                                       watermark_when_trusted=not watermark_trust_manifest,
                                        registry_path=_registry_path(registry))
         self.cfg_fp = self.cfg.fingerprint()
         self._state_arg = state
@@ -190,13 +192,15 @@ class Auditor:
         pool = self._make_process_pool()
         io = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="s3audit")
         inflight: set[cf.Future] = set()
-        seen: set[tuple[str, str, str]] = set()
+        # Only overlapping targets can list an object twice; one target never does (no memory cost).
+        seen: set[tuple[str, str, str]] | None = set() if len(targets) > 1 else None
         try:
             for ref in self._iter_refs(targets):
                 self.stats.listed += 1
-                if ref.ident in seen:
-                    continue
-                seen.add(ref.ident)
+                if seen is not None:
+                    if ref.ident in seen:
+                        continue
+                    seen.add(ref.ident)
                 if ref.ident in done_before:
                     self.stats.resumed += 1
                     self.stats.done += 1

@@ -89,7 +89,8 @@ def test_a_flipped_copy_equals_a_stored_mirrored_part(photos):
 
 def test_value_object_roundtrip_and_semantics(photos, fps):
     f = fps["astronaut"]
-    assert f.parts.shape == (2 * len(fpm.WINDOWS), fpm.HASH_BYTES)
+    n_parts = 2 * len(fpm.WINDOWS) + 2 * len(fpm.ROTATIONS)
+    assert f.parts.shape == (n_parts, fpm.HASH_BYTES)
     assert Fingerprint.from_hex(f.to_hex()) == f
     assert Fingerprint.from_bytes(f.to_bytes()) == f
     assert hash(Fingerprint.from_hex(f.to_hex())) == hash(f)
@@ -97,7 +98,7 @@ def test_value_object_roundtrip_and_semantics(photos, fps):
     assert f != fps["coffee"]
     assert "Fingerprint(" in repr(f)
     d = f.to_dict()
-    assert d["bits"] == 256 and d["parts"] == 2 * len(fpm.WINDOWS) and d["hex"] == f.to_hex()
+    assert d["bits"] == 256 and d["parts"] == n_parts and d["hex"] == f.to_hex()
     with pytest.raises(ValueError):
         Fingerprint.from_hex("abc")
     with pytest.raises(ValueError):
@@ -109,7 +110,7 @@ def test_value_object_roundtrip_and_semantics(photos, fps):
 def test_confidence_is_monotone(fps):
     c = [fpm.confidence_for(d) for d in range(0, 120, 4)]
     assert all(x >= y for x, y in zip(c, c[1:]))
-    assert c[0] > 0.99 and fpm.confidence_for(128) < 0.5
+    assert c[0] > 0.99 and fpm.confidence_for(fpm.THRESHOLD) > 0.99 and fpm.confidence_for(128) <= 0.5
 
 
 def test_path_bytes_and_stream_give_the_same_fingerprint(tmp_path, photos):
@@ -134,7 +135,7 @@ def test_bad_input_is_a_media_error(tmp_path):
 
 def test_uniform_and_tiny_images_do_not_crash():
     f = fingerprint(np.full((50, 80, 3), 127, np.uint8))
-    assert len(f) == 2 * len(fpm.WINDOWS)
+    assert len(f) == 2 * len(fpm.WINDOWS) + 2 * len(fpm.ROTATIONS)
 
 
 def test_video_keyframes_match_a_reencoded_copy():

@@ -168,6 +168,9 @@ def test_legal_hold():
     assert status(s, "s3.legal_hold", TR).failed                         # no Object Lock: no hold can exist
     s.buckets["train"].object_lock = {"ObjectLockEnabled": "Enabled"}
     assert status(s, "s3.legal_hold", TR).status is Status.UNKNOWN
+    s.buckets["train"].legal_holds = [{"key": "leak/a", "status": "ON"}, {"key": "leak/", "truncated": True}]
+    f = status(s, "s3.legal_hold", TR)
+    assert f.status is Status.UNKNOWN and "only the first were checked" in f.evidence["reason"]
     s.buckets["train"].legal_holds = NOPE
     assert status(s, "s3.legal_hold", TR).status is Status.UNKNOWN
 
@@ -395,3 +398,34 @@ def test_config_scope_rules():
                 {"posture": {"buckets": [{"name": "b"}, {"name": "b"}]}}):
         with pytest.raises(ValueError):
             parse_config(bad)
+
+
+def test_api_errors_become_unavailable():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from s3sync.posture.clients import _strip_account_host_prefix, call
+
+    def denied(**_):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetBucketPolicy")
+
+    def html404(**_):
+        raise ClientError({"Error": {"Code": "404", "Message": "<!doctype html><title>404</title>"}}, "X")
+
+    def down(**_):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    def missing(**_):
+        raise ClientError({"Error": {"Code": "NoSuchBucketPolicy", "Message": "none"}}, "GetBucketPolicy")
+
+    u = call(denied, "s3:GetBucketPolicy")
+    assert isinstance(u, Unavailable) and u.reason == "s3:GetBucketPolicy: AccessDenied: no"
+    assert call(html404, "x").message == "the endpoint does not implement this API"
+    assert call(down, "x").code == "EndpointConnectionError"
+    assert call(missing, "s3:GetBucketPolicy", absent=("NoSuchBucketPolicy",)) is None
+    assert call(lambda **_: {"A": 1, "ResponseMetadata": {}}, "x") == {"A": 1}
+
+    class Req:
+        url = "http://123456789012.127.0.0.1:5000/v20180820/configuration/publicAccessBlock"
+    r = Req()
+    _strip_account_host_prefix(r)
+    assert r.url == "http://127.0.0.1:5000/v20180820/configuration/publicAccessBlock"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from s3sync.posture import Finding, Status, parse_config, run_checks
+from s3sync.posture import parse_config, run_checks
 from s3sync.posture import controls as ctl
 from s3sync.posture.checks import CHECK_IDS
 from s3sync.posture.clients import Unavailable

@@ -34,14 +34,17 @@ SYNC_CELLS = 240      # cells of the tile carrying the keyed sync pattern (the r
 MIN_EMBED_SHORT = 256
 DET_SHORT = 256       # detection works on a copy whose short side is at most this
 # Strength (luminance levels): floor on flat areas, gain on local std, ceiling, global RMS cap.
-A_FLOOR = 1.8
+A_FLOOR = 1.5
 A_GAIN = 0.12
 A_MAX = 3.8
 RMS_CAP = 2.4
+HIGHLIGHT_END = 240.0  # mark strength ramps down from HIGHLIGHT_END - 40 to HIGHLIGHT_END - 10
+HIGHLIGHT_RENORM = 1.5
 N_LATTICES = 3        # lattice candidates tried at detection
-N_DIHEDRAL = 2        # (flip/turn, shift) candidates decoded per lattice
+N_DIHEDRAL = 3        # (flip/turn, shift) candidates decoded per lattice
 INFORMED = True
-INFORMED_MARGIN = 1.0
+INFORMED_MARGIN = 1.6
+INFORMED_GROWTH = 1.2   # informed embedding may raise the RMS by at most this factor
 SYNC_GAIN = 1.5
 FLAT_SIGMA = 3.0      # spectral flattening window, FFT bins (of the 2x padded spectrum)
 BAND_MAX = 0.40       # cycles per pixel kept for lattice estimation
@@ -120,8 +123,14 @@ def _mask(y: np.ndarray, wc: int, hc: int) -> np.ndarray:
     sd = np.sqrt(np.maximum(cv2.blur(yc * yc, k) - m * m, 0.0))
     alpha = np.clip(A_FLOOR + A_GAIN * sd, A_FLOOR, A_MAX)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 2.0)
-    # Leave headroom near black and white so clipping does not eat the mark or band it.
-    return alpha * np.clip(np.minimum(m, 255.0 - m) / 12.0, 0.25, 1.0)
+    # Leave headroom near black and white so clipping does not eat the mark or band it, and move
+    # energy out of highlights (> ~200), which any brightness/contrast boost clips first, into the
+    # mid-tones and shadows (the total is restored, up to HIGHLIGHT_RENORM).
+    base = alpha * np.clip(np.minimum(m, 255.0 - m) / 12.0, 0.25, 1.0)
+    tone = np.clip(np.minimum(m / 12.0, (HIGHLIGHT_END - m) / 40.0), 0.25, 1.0)
+    shifted = alpha * tone
+    renorm = np.sqrt(np.mean(base**2) / max(float(np.mean(shifted**2)), 1e-9))
+    return shifted * float(np.clip(renorm, 1.0, HIGHLIGHT_RENORM))
 
 
 def _residual(tile: np.ndarray, alpha: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -182,7 +191,13 @@ def embed_rgb(rgb: np.ndarray, payload: bytes, key: bytes) -> np.ndarray:
             target = INFORMED_MARGIN * g
             gains = np.clip((target - bits * host) / np.maximum(gain, 0.2 * g), GAIN_MIN, GAIN_MAX)
             tile = _tile(key, bits, gains, SYNC_GAIN)
+            blind_rms = float(np.sqrt(np.mean(delta * delta)))
             delta = _residual(tile * norm, alpha, w, h)
+            # Informed gains re-shape the energy; they may raise it only a little (flat pictures,
+            # which have no interference to fight, must not get a stronger, visible grain).
+            grown = float(np.sqrt(np.mean(delta * delta)))
+            if grown > INFORMED_GROWTH * blind_rms:
+                delta *= INFORMED_GROWTH * blind_rms / grown
     rms = float(np.sqrt(np.mean(delta * delta)))
     if rms > RMS_CAP:
         delta *= RMS_CAP / rms
@@ -194,9 +209,19 @@ def embed_rgb(rgb: np.ndarray, payload: bytes, key: bytes) -> np.ndarray:
 # Detection
 # ---------------------------------------------------------------------------------------------
 def _whiten(y: np.ndarray) -> np.ndarray:
+    """High-pass, local-energy normalisation, and zero weight on clipped (saturated) pixels.
+
+    Clipped areas (a brightness boost, blown highlights, crushed blacks) carry no mark, and their
+    borders are strong edges that would only add picture interference to the soft bits.
+    """
     hp = y - cv2.GaussianBlur(y, (0, 0), 3.0)
     env = np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), 4.0))
-    return (hp / (env + 1.5)).astype(np.float32)
+    w = hp / (env + 1.5)
+    ym = cv2.blur(y, (3, 3))  # clipped *areas*, not single noisy pixels
+    sat = ((ym >= 251.0) | (ym <= 3.0)).astype(np.uint8)
+    if sat.any():
+        w[cv2.dilate(sat, np.ones((5, 5), np.uint8)) > 0] = 0.0
+    return w.astype(np.float32)
 
 
 def _autocorr(w: np.ndarray) -> tuple[np.ndarray, int, int]:

@@ -126,6 +126,7 @@ def paginate(client: Any, method: str, key: str, operation: str, **kwargs: Any) 
             return items
     except (ClientError, BotoCoreError, OSError, ValueError):
         pass  # fall through to the single call for a clean Unavailable
+    kwargs.pop("PaginationConfig", None)  # a paginator option, not an API parameter
     resp = call(getattr(client, method), operation, **kwargs)
     if isinstance(resp, Unavailable):
         return resp

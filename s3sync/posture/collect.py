@@ -52,7 +52,8 @@ class BucketSnapshot:
 class Snapshot:
     account_id: str = ""
     region: str = "us-east-1"
-    collected_at: float = 0.0
+    collected_at: float = 0.0   # epoch seconds when collection started
+    duration_s: float = 0.0
     config: PostureConfig = field(default_factory=PostureConfig)
     buckets: dict[str, BucketSnapshot] = field(default_factory=dict)
     out_of_scope: list[str] = field(default_factory=list)
@@ -148,10 +149,17 @@ def _collect_bucket(s3: Any, b: BucketSnapshot) -> BucketSnapshot:
 def _legal_holds(s3: Any, b: BucketSnapshot) -> list[dict] | Unavailable:
     out: list[dict] = []
     for prefix in b.under_investigation:
-        objs = paginate(s3, "list_objects_v2", "Contents", "s3:ListObjectsV2", Bucket=b.name, Prefix=prefix)
+        room = MAX_INVESTIGATION_OBJECTS - len(out)
+        if room <= 0:
+            out.append({"key": prefix, "truncated": True})
+            continue
+        objs = paginate(s3, "list_objects_v2", "Contents", "s3:ListObjectsV2", Bucket=b.name, Prefix=prefix,
+                        PaginationConfig={"MaxItems": room + 1})
         if isinstance(objs, Unavailable):
             return objs
-        for o in objs[: MAX_INVESTIGATION_OBJECTS - len(out)]:
+        if len(objs) > room:
+            out.append({"key": prefix, "truncated": True})
+        for o in objs[:room]:
             r = call(s3.get_object_legal_hold, "s3:GetObjectLegalHold",
                      absent=("NoSuchObjectLockConfiguration", "NoSuchObjectLegalHold"), Bucket=b.name, Key=o["Key"])
             if isinstance(r, Unavailable):
@@ -364,7 +372,7 @@ def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iter
         snap.buckets = {b.name: b for b in pool.map(lambda b: _collect_bucket(s3, b), scoped)}
 
         if not snap.buckets:
-            snap.collected_at = time.time() - t0
+            snap.duration_s = time.time() - t0
             return snap  # nothing in scope: no account-level questions worth asking
         wanted_parts = set(ACCOUNT_PARTS if needs is None else needs) if account_level else set()
         skip = Unavailable("collect", "NotCollected", "not collected for the selected checks")
@@ -399,7 +407,7 @@ def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iter
                 snap.instances, snap.security_groups = v
             else:
                 setattr(snap, k, v)
-    snap.collected_at = time.time() - t0
+    snap.duration_s = time.time() - t0
     return snap
 
 

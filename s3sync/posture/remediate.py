@@ -87,13 +87,13 @@ def _legal_hold(b: Any) -> tuple[list[Action], list[Skipped]]:
     if not (isinstance(lock, dict) and lock.get("ObjectLockEnabled") == "Enabled"):
         why = lock.reason if isinstance(lock, Unavailable) else "Object Lock is not enabled on the bucket " \
                                                                    "(it can only be enabled on a new or versioned bucket)"
-        if any(o.get("status") != "ON" and not o.get("missing") for o in b.legal_holds):
+        if any(o.get("status") not in (None, "ON") or "error" in o for o in b.legal_holds):
             return [], [Skipped("legal-hold", b.arn, why)]
         return [], []
     acts = []
     for o in b.legal_holds:
-        if o.get("missing") or o.get("status") == "ON":
-            continue
+        if o.get("status") in (None, "ON"):
+            continue  # held already, or not an object answer (missing prefix, truncation, error)
         params = {"Bucket": b.name, "Key": o["key"], "LegalHold": {"Status": "ON"}}
         acts.append(Action("legal-hold", "s3", "put_object_legal_hold", params, f"{b.arn}/{o['key']}",
                            "object under investigation has no legal hold"))

@@ -10,10 +10,10 @@ import io
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .checks import CHECK_IDS, REGISTRY
-from .models import Finding, Status, severity_rank
+from .models import Finding, Status
 
 FORMATS = ("table", "json", "csv", "sarif", "ocsf", "asff")
 TOOL_URI = "https://github.com/synthguard/synthguard"
@@ -28,7 +28,8 @@ def _version() -> str:
         return "0+unknown"
 
 
-def summary(findings: Sequence[Finding], out_of_scope: int | None = None) -> dict[str, Any]:
+def summary(findings: Sequence[Finding], out_of_scope: int | None = None,
+            scope_errors: dict[str, str] | None = None) -> dict[str, Any]:
     s: dict[str, Any] = {"total": len(findings)}
     for st in Status:
         s[st.value] = sum(1 for f in findings if f.status is st)
@@ -36,6 +37,8 @@ def summary(findings: Sequence[Finding], out_of_scope: int | None = None) -> dic
                                if (n := sum(1 for f in findings if f.failed and f.severity == sev))}
     if out_of_scope is not None:
         s["buckets_out_of_scope"] = out_of_scope
+    if scope_errors:
+        s["scope_errors"] = dict(scope_errors)  # buckets whose tags could not be read: scope undecided
     return s
 
 
@@ -60,9 +63,10 @@ def to_table(findings: Sequence[Finding], width: int = 200) -> str:
     return buf.getvalue()
 
 
-def to_json(findings: Sequence[Finding], out_of_scope: int | None = None) -> str:
-    return json.dumps({"findings": [f.to_dict() for f in findings], "summary": summary(findings, out_of_scope)},
-                      indent=2) + "\n"
+def to_json(findings: Sequence[Finding], out_of_scope: int | None = None,
+            scope_errors: dict[str, str] | None = None) -> str:
+    return json.dumps({"findings": [f.to_dict() for f in findings],
+                       "summary": summary(findings, out_of_scope, scope_errors)}, indent=2) + "\n"
 
 
 CSV_COLUMNS = ("check", "resource", "status", "severity", "owner", "title", "region", "account", "resource_type",
@@ -115,7 +119,9 @@ def to_sarif(findings: Sequence[Finding]) -> dict[str, Any]:
         results.append({"ruleId": f.check, "ruleIndex": index.get(f.check, -1), "kind": kind,
                         "level": _SARIF_LEVEL[f.severity] if kind == "fail" else "none",
                         "message": {"text": msg},
-                        "locations": [{"logicalLocations": [{"fullyQualifiedName": f.resource, "kind": "resource"}]}],
+                        # physicalLocation too: code-scanning uploads (GitHub) require one; the ARN is a valid URI
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": f.resource}},
+                                       "logicalLocations": [{"fullyQualifiedName": f.resource, "kind": "resource"}]}],
                         "partialFingerprints": {"synthguardFinding/v1": f.uid},
                         "properties": {"status": f.status.value, "severity": f.severity, "owner": f.owner,
                                        "evidence": f.to_dict()["evidence"]}})
@@ -216,12 +222,13 @@ def import_to_security_hub(asff: Sequence[dict[str, Any]], client: Any) -> dict[
 
 
 def render(findings: Sequence[Finding], fmt: str, out_of_scope: int | None = None,
-           account_id: str | None = None, region: str | None = None) -> str:
+           account_id: str | None = None, region: str | None = None,
+           scope_errors: dict[str, str] | None = None) -> str:
     """One text for --out/stdout in the chosen format."""
     if fmt == "table":
         return to_table(findings)
     if fmt == "json":
-        return to_json(findings, out_of_scope)
+        return to_json(findings, out_of_scope, scope_errors)
     if fmt == "csv":
         return to_csv(findings)
     if fmt == "sarif":

@@ -18,7 +18,7 @@ def _s3_status(clients):
     return snap, {f.check: f for f in run_checks(snap, checks=["s3.*"])}
 
 
-def test_legal_hold_remediation_on_seaweedfs(seaweed, tmp_path):
+def test_legal_hold_remediation_on_seaweedfs(seaweed, tmp_path, monkeypatch):
     s3 = seaweed.client("s3")
     s3.create_bucket(Bucket=B, ObjectLockEnabledForBucket=True)
     s3.put_bucket_tagging(Bucket=B, Tagging={"TagSet": [
@@ -54,6 +54,12 @@ def test_legal_hold_remediation_on_seaweedfs(seaweed, tmp_path):
     assert by2["s3.legal_hold"].status is Status.PASS
     assert plan(snap2, ["legal-hold"]) == ([], [])                      # idempotent: nothing left to do
     assert s3.get_object_legal_hold(Bucket=B, Key="case-7/b.png")["LegalHold"]["Status"] == "ON"
+    # a cap on objects checked never turns into a pass for the unchecked rest
+    import sys
+
+    monkeypatch.setattr(sys.modules["s3sync.posture.collect"], "MAX_INVESTIGATION_OBJECTS", 1)
+    _, by3 = _s3_status(clients)
+    assert by3["s3.legal_hold"].status is Status.UNKNOWN and "first" in by3["s3.legal_hold"].evidence["reason"]
     # the hold is enforced by the server: the version cannot be deleted
     vid = s3.head_object(Bucket=B, Key="case-7/b.png")["VersionId"]
     with pytest.raises(Exception):

@@ -68,7 +68,14 @@ def _readable(principal: dict, snap: Any) -> tuple[list[dict], list[str]]:
     if principal.get("boundary"):
         bparsed, bprob = _statements([[principal["boundary"], principal.get("boundary_doc")]])
         problems += [f"boundary {p}" for p in bprob]
+    from ..policy import action_matches
+
+    # only statements about s3:GetObject matter; filter once, not once per bucket
+    parsed = [(src, [st for st in sts if action_matches(st, READ_ACTION)]) for src, sts in parsed]
+    parsed = [(src, sts) for src, sts in parsed if sts]
     out = []
+    if not parsed:
+        return out, problems
     for b in snap.buckets.values():
         for target in b.targets():
             ctx = {"aws:PrincipalArn": principal["arn"]}

@@ -190,6 +190,7 @@ def s3_legal_hold(snap: Any) -> Iterable[Finding]:
         off = [o["key"] for o in b.legal_holds if o.get("status") not in (None, "ON")]
         errs = [o for o in b.legal_holds if "error" in o]
         missing = [o["key"] for o in b.legal_holds if o.get("missing")]
+        truncated = [o["key"] for o in b.legal_holds if o.get("truncated")]
         ev.update(held=len(held), without_hold=off[:50], without_hold_count=len(off), errors=errs[:20],
                   prefixes_without_objects=missing)
         lock_off = isinstance(b.object_lock, dict) and b.object_lock.get("ObjectLockEnabled") != "Enabled" \
@@ -199,9 +200,11 @@ def s3_legal_hold(snap: Any) -> Iterable[Finding]:
             if errs and lock_off:
                 ev["why"] = "Object Lock is not enabled on the bucket, so no legal hold can exist"
             yield make(HOLD, snap, b.arn, Status.FAIL, ev, owner=b.owner)
-        elif errs or missing:
+        elif errs or missing or truncated:
             ev["reason"] = "; ".join([e["error"] for e in errs[:3]] +
-                                     [f"no objects under {m!r}" for m in missing])
+                                     [f"no objects under {m!r}" for m in missing] +
+                                     [f"more than {len(b.legal_holds) - len(truncated) - len(missing)} objects under "
+                                      f"{t!r}: only the first were checked" for t in truncated])
             yield make(HOLD, snap, b.arn, Status.UNKNOWN, ev, owner=b.owner)
         else:
             yield make(HOLD, snap, b.arn, Status.PASS, ev, owner=b.owner)
