@@ -217,7 +217,7 @@ def main(argv=None) -> int:
          f"{len(res_first.objects) / t_first:.1f}", f"{len(res_first.objects) / t_first / ceiling * 100:.0f} %", "-"],
     ]
     second = [
-        ["ListObjectsV2, every page (plain boto3)", f"{n_list2}", f"{list_ref:.2f} s", "-"],
+        ["ListObjectsV2 of the same prefix, every page (plain boto3)", f"{n_list2}", f"{list_ref:.2f} s", "-"],
         ["second audit, nothing changed", f"{len(res_second.objects)}", f"{t_second:.2f} s",
          f"{(t_second - list_ref) / list_ref * 100:+.0f} % vs plain listing (its listing keeps timestamps "
          f"as strings); downloaded "

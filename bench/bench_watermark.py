@@ -165,8 +165,8 @@ def run_harness(args) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n512", type=int, default=20)
-    ap.add_argument("--n1024", type=int, default=5)
+    ap.add_argument("--n512", type=int, default=40)
+    ap.add_argument("--n1024", type=int, default=10)
     ap.add_argument("--nns", type=int, default=2)
     ap.add_argument("--anchors", default="dwtDct,dwtDctSvd,blind-watermark")
     ap.add_argument("--skip-harness", action="store_true")

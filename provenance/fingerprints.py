@@ -62,9 +62,8 @@ def _grid(w: float, h: float, steps: int = 3) -> list[tuple[float, float, float,
 # that shift: a 2 % shift flips ~6 % of the bits). Odd step counts keep the exact centre crops.
 WINDOWS: tuple[tuple[float, float, float, float], ...] = tuple(
     [(0.0, 0.0, 1.0, 1.0)]
-    + _grid(0.92, 0.92, 3) + _grid(0.84, 0.84, 5) + _grid(0.77, 0.77, 5) + _grid(0.70, 0.70, 5)
-    + _grid(1.0, 0.84) + _grid(0.84, 1.0) + _grid(1.0, 0.70, 5) + _grid(0.70, 1.0, 5)
-    + _grid(0.92, 0.77, 3) + _grid(0.77, 0.92, 3)
+    + _grid(0.92, 0.92, 3) + _grid(0.84, 0.84, 5) + _grid(0.77, 0.77, 4) + _grid(0.70, 0.70, 4)
+    + _grid(1.0, 0.84) + _grid(0.84, 1.0) + _grid(1.0, 0.70, 4) + _grid(0.70, 1.0, 4)
 )
 # Full frame rotated by these angles (black corners, like a rotated copy): extends rotation tolerance
 # from about +-2 deg to about +-5 deg (measured in bench stage A: rotate 2/3/5 deg).

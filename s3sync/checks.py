@@ -187,8 +187,7 @@ def _watermark_dict(det: Any) -> dict[str, Any]:
 def _match_dict(m: Any) -> dict[str, Any] | None:
     if m is None:
         return None
-    d = _as_dict(m)
-    return {k: d.get(k) for k in ("asset_id", "distance", "label", "source_uri", "confidence") if k in d} or d
+    return _as_dict(m)
 
 
 def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
@@ -285,6 +284,17 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
             if err:
                 out.error = err
                 return out
+        if cfg.registry_path and cfg.fingerprint_match:
+            t0 = t()
+            from provenance.fingerprints import video_fingerprints
+
+            try:
+                matches = _registry().match_video(video_fingerprints(source))
+            except (MediaError, ValueError, OSError) as exc:
+                out.error = f"cannot decode video: {exc}"
+                return out
+            out.training_match = _match_dict(matches[0]) if matches else None
+            out.timings["registry_ms"] = round((t() - t0) * 1000, 2)
     elif kind == "audio":
         if sniffed not in AUDIO_MIMES and not (sniffed is None and claimed in ("audio/mp4",)):
             out.error = f"bytes do not look like {claimed or 'audio'} (content sniffed as {sniffed or 'unknown'})"

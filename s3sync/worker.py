@@ -121,6 +121,14 @@ class Auditor:
         self.fetch_attempts = max(1, int(fetch_attempts))
         self.sample_edge = int(sample_edge or 0)
         self.edge_url_map = edge_url_map
+        if self.sample_edge and any(str(t).startswith("cloudfront:") or hasattr(t, "distribution_id")
+                                    for t in self.targets_in):
+            from .cloudfront import parse_edge_url_map
+
+            try:  # a bad map is a usage error now, not after the whole audit ran
+                self._edge_map = parse_edge_url_map(edge_url_map)
+            except ValueError as exc:
+                raise AuditError(f"--edge-url-map: {exc}") from None
         self.tmp_dir = tmp_dir
         self.progress = progress
         self.cfg = _checks.CheckConfig(trust_anchors=_read_anchors(trust_anchors),
@@ -515,7 +523,7 @@ class Auditor:
 
             objects = [o for o in st.iter_run_objects(self.run_id) if isinstance(o, ObjectResult)]
             edge = cloudfront.sample_edges(self.origins, objects, self.sample_edge,
-                                           edge_url_map=cloudfront.parse_edge_url_map(self.edge_url_map),
+                                           edge_url_map=self._edge_map,
                                            trust_anchors=self.cfg.trust_anchors, watermark_key=self.cfg.watermark_key)
             summary.update(cloudfront.summarize(edge))
             st.add_findings(self.run_id, "edge", edge)

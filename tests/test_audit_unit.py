@@ -237,3 +237,32 @@ def test_error_helpers():
     assert describe_error(e) == "GetObject: SlowDown: reduce"
     assert not is_stream_error(e)
     assert is_stream_error(ResponseStreamingError(error="boom"))
+
+
+def test_reduced_decode_still_catches_truncation():
+    from fixtures.make_media import image_bytes
+    from provenance.media import MediaError
+    from s3sync.checks import _decode
+
+    jpg = image_bytes("jpeg", size=(1200, 900), seed=2)
+    small = _decode(jpg, 64)
+    assert small.shape[0] < 900 and min(small.shape[:2]) >= 64  # DCT-scaled, not full size
+    assert _decode(jpg, None).shape == (900, 1200, 3)
+    with pytest.raises(MediaError, match="truncated"):
+        _decode(jpg[: len(jpg) // 2], 64)
+
+
+def test_check_classifies_bytes_without_network():
+    """checks.check on in-memory objects: corrupt image and fake audio are errors with reasons."""
+    from fixtures.make_media import image_bytes
+    from s3sync import checks
+
+    checks.init_process(CheckConfig(watermark=False))
+    ok = checks.check(image_bytes("png", size=(64, 64)), "image/png", "a.png")
+    assert ok.error is None and ok.c2pa["state"] == "missing" and ok.mime == "image/png"
+    jpg_as_png = checks.check(image_bytes("jpeg", size=(64, 64)), "image/png", "a.png")
+    assert jpg_as_png.mime == "image/jpeg" and jpg_as_png.error is None  # content wins over the claim
+    bad = checks.check(b"\xff\xd8\xff\xe0" + b"\x00" * 50, "image/jpeg", "x.jpg")
+    assert bad.error and "decode" in bad.error
+    fake = checks.check(b"hello world" * 20, "audio/wav", "x.wav")
+    assert fake.error and "audio" in fake.error

@@ -6,13 +6,19 @@ pattern onto another periodic pattern, whose lattice the detector can *measure* 
 onto one canonical tile and averaged ("folded"), which also piles up the signal of all periods.
 The remaining ambiguity (which corner is the origin, which of the 8 flips/quarter turns) is
 resolved by correlating the folded tile with a keyed sync pattern; the rest of the tile carries
-the BCH-coded payload as keyed +-1 chips (see ``codec.py``).
+the convolutionally coded payload as keyed +-1 chips (see ``codec.py``, soft Viterbi decoding).
+Before any search, the detector tries the lattice the embedder itself used for a picture of that
+size (the common case: the picture was only resized, flipped or re-encoded), which is fast and
+needs no lattice estimate.
 
-Geometry: the tile is ``CELLS x CELLS`` cells, band-limited (Gaussian roll-off), and repeats
+Geometry: the tile is ``CELLS x CELLS`` cells, band-limited (flat spectrum up to the cell
+Nyquist: high frequencies meet far less picture interference than low ones), and repeats
 ``PERIODS`` times across the short side of the image at embedding time, whatever its resolution,
 so the pattern lives in a resolution-normalised domain. Strength follows local luminance texture
-(perceptual masking) with a low floor on flat areas; the whole image is capped at an RMS that
-keeps PSNR above 40 dB.
+(perceptual masking) with a low floor on flat areas and less energy in highlights; the whole
+image is capped at an RMS that keeps PSNR above 40 dB. The detector front end is a narrow
+prediction filter (pixel minus its Gaussian-blurred neighbourhood, sigma 1 px) with local-energy
+normalisation, which rejects far more picture content than a wide high-pass.
 """
 from __future__ import annotations
 
@@ -40,12 +46,17 @@ A_MAX = 3.8
 RMS_CAP = 2.4
 HIGHLIGHT_END = 240.0  # mark strength ramps down from HIGHLIGHT_END - 40 to HIGHLIGHT_END - 10
 HIGHLIGHT_RENORM = 1.5
-N_LATTICES = 3        # lattice candidates tried at detection
+N_LATTICES = 8        # measured lattice candidates folded at detection
+PEAKS_PER_ASPECT = 2  # comb-search maxima kept per aspect ratio
+N_DECODE = 6          # measured (lattice, alignment) candidates decoded, best sync correlation first
 N_DIHEDRAL = 3        # (flip/turn, shift) candidates decoded per lattice
 INFORMED = True
 INFORMED_MARGIN = 1.6
 INFORMED_GROWTH = 1.2   # informed embedding may raise the RMS by at most this factor
 SYNC_GAIN = 1.5
+HP_SIGMA = 1.0        # detector front end: high-pass (prediction) width, pixels at detection scale
+ENV_SIGMA = 1.5       # local-energy normalisation window
+ENV_EPS = 0.7
 FLAT_SIGMA = 3.0      # spectral flattening window, FFT bins (of the 2x padded spectrum)
 BAND_MAX = 0.40       # cycles per pixel kept for lattice estimation
 P_MIN, P_MAX = 0.13, 0.50   # period search range, fraction of the short side at detection
@@ -214,9 +225,9 @@ def _whiten(y: np.ndarray) -> np.ndarray:
     Clipped areas (a brightness boost, blown highlights, crushed blacks) carry no mark, and their
     borders are strong edges that would only add picture interference to the soft bits.
     """
-    hp = y - cv2.GaussianBlur(y, (0, 0), 3.0)
-    env = np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), 4.0))
-    w = hp / (env + 1.5)
+    hp = y - cv2.GaussianBlur(y, (0, 0), HP_SIGMA)
+    env = np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), ENV_SIGMA))
+    w = hp / (env + ENV_EPS)
     ym = cv2.blur(y, (3, 3))  # clipped *areas*, not single noisy pixels
     sat = ((ym >= 251.0) | (ym <= 3.0)).astype(np.uint8)
     if sat.any():
@@ -319,7 +330,7 @@ def _lattices(w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         vals = vals.reshape(r.shape)
         ok = r <= rmax
         score = np.where(ok, vals, 0).sum(-1) / np.sqrt(np.maximum(ok.sum(-1), 1))
-        for _ in range(2):
+        for _ in range(PEAKS_PER_ASPECT):
             i, j = np.unravel_index(int(np.argmax(score)), score.shape)
             pv, tv = float(periods[i]), float(thetas[j])
             v1 = np.array([pv * ay * np.sin(tv), pv * ax * np.cos(tv)])
@@ -442,8 +453,26 @@ def _demod(spec: np.ndarray, sy: float, sx: float, pat: _KeyPattern) -> np.ndarr
     return np.bincount(pat.bit_of_cell, weights=contrib, minlength=codec.code_bits())
 
 
+def _own_lattices(wh: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The lattice the embedder used for a picture of this size, and its stretched variant.
+
+    The tile period is a fixed fraction of the short side, so a picture that was only resized
+    (or flipped, or re-encoded) still has exactly this lattice: trying it first needs no lattice
+    estimate at all, is fast, and rescues pictures whose texture hides the autocorrelation peaks.
+    The second candidate is a *square* original stretched to the current aspect ratio (generated
+    images are mostly square): periods proportional to each side.
+    """
+    h, w = wh.shape
+    p = min(h, w) / PERIODS
+    out = [(np.array([p, 0.0]), np.array([0.0, p]))]
+    if abs(h / w - 1.0) > 0.01:
+        out.append((np.array([h / PERIODS, 0.0]), np.array([0.0, w / PERIODS])))
+    return out
+
+
 def max_attempts() -> int:
-    return N_LATTICES * N_DIHEDRAL
+    """Decode attempts per image: the two own lattices' alignments plus the N_DECODE best measured."""
+    return 2 * N_DIHEDRAL + N_DECODE
 
 
 def false_positive_probability() -> float:
@@ -463,12 +492,29 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
         y = cv2.resize(y, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     wh = _whiten(y)
     pat = _pattern(key)
-    for v1, v2 in _lattices(wh):
-        folded = _fold(wh, v1, v2)
+    # 1. The embedder's own lattice (picture only resized / flipped / re-encoded): no search needed.
+    owns = _own_lattices(wh)
+    for own in owns:
+        folded = _fold(wh, *own)
         if folded is None:
             continue
         for _z, soft in _soft_bits(folded, pat):
             got = codec.decode_soft(soft, key)
             if got is not None:
                 return got
+    # 2. Measured lattices (crops, rotations, aspect changes): decode the alignments with the
+    # strongest keyed sync correlation first (a textured picture can out-score the mark in the
+    # lattice search, but not in the keyed sync correlation).
+    measured = []
+    for v1, v2 in _lattices(wh):
+        if any(np.allclose(v1, o1, atol=1.0) and np.allclose(v2, o2, atol=1.0) for o1, o2 in owns):
+            continue
+        folded = _fold(wh, v1, v2)
+        if folded is not None:
+            measured.extend(_soft_bits(folded, pat))
+    measured.sort(key=lambda c: -c[0])
+    for _z, soft in measured[:N_DECODE]:
+        got = codec.decode_soft(soft, key)
+        if got is not None:
+            return got
     return None

@@ -235,6 +235,35 @@ def test_video_and_audio_objects(seaweed, ident, tmp_path):
     assert by_key["a/garbage.mp3"].error
 
 
+def test_registry_match_is_a_leak(seaweed, ident, tmp_path):
+    """--registry: an object whose pixels match a registered training asset is leaked_training_asset,
+    whatever its provenance (a signed copy too); others are classified as usual."""
+    from fixtures.make_media import encode_image, image_array
+    from provenance import Registry, fingerprint, sign
+
+    train = image_array((320, 240), seed=31)
+    reg_path = tmp_path / "training.db"
+    with Registry(reg_path) as reg:
+        reg.add("train-0031", fingerprint(train), source_uri="s3://training/0031.png")
+    c = seaweed.client()
+    c.create_bucket(Bucket="audit-leak")
+    resized = encode_image(image_array((320, 240), seed=31)[::2, ::2], "jpeg", quality=80)  # a derived copy
+    c.put_object(Bucket="audit-leak", Key="cdn/leaked.jpg", Body=resized)
+    c.put_object(Bucket="audit-leak", Key="cdn/leaked-signed.jpg", Body=sign(encode_image(train), signer=ident["signer"]))
+    c.put_object(Bucket="audit-leak", Key="cdn/other.jpg", Body=encode_image(image_array((320, 240), seed=32)))
+    res = s3sync.audit(["s3://audit-leak"], endpoint_url=seaweed.endpoint_url, trust_anchors=ident["paths"].root,
+                       registry=reg_path, state=tmp_path / "s.db", processes=0, watermark=False)
+    got = {o.key: o.status for o in res.objects}
+    assert got == {"cdn/leaked.jpg": "leaked_training_asset", "cdn/leaked-signed.jpg": "leaked_training_asset",
+                   "cdn/other.jpg": "missing_provenance"}
+    leak = {o.key: o for o in res.objects}["cdn/leaked.jpg"]
+    assert leak.training_match["asset_id"] == "train-0031"
+    assert res.failed(["leak"]) and not res.failed(["invalid"])
+    with pytest.raises(s3sync.AuditError, match="registry"):
+        s3sync.audit(["s3://audit-leak"], endpoint_url=seaweed.endpoint_url, registry=tmp_path / "nope.db",
+                     state=tmp_path / "s.db")
+
+
 def test_versions_and_delete_markers(seaweed, ident, tmp_path):
     from fixtures.make_media import image_bytes
     from provenance import sign
