@@ -13,7 +13,7 @@ signed only, plain), then, in the same run:
 
 Writes the `## S3 audit` section of BENCHMARKS.md. Takes a few minutes.
 
-    .venv/bin/python bench/bench_audit.py [--objects 10000] [--sample 500] [--workers 16] [--processes 2]
+    .venv/bin/python bench/bench_audit.py [--objects 10000] [--sample 300] [--workers 16] [--processes 2]
 """
 from __future__ import annotations
 
@@ -125,19 +125,27 @@ def _stage_means(res) -> dict[str, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--objects", type=int, default=10000)
-    ap.add_argument("--sample", type=int, default=500, help="objects audited with every check on")
+    ap.add_argument("--sample", type=int, default=300, help="objects audited with every check on")
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     a = ap.parse_args(argv)
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="synthguard-bench-audit-"))
+    try:
+        return _run(a, work, load_before)
+    finally:
+        import shutil
 
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(a, work: Path, load_before) -> int:
     from bench._report import machine_line, md_table, write_section
     from provenance.certs import init_keys
     from s3sync.aws import ClientFactory
     from s3sync.localserver import SeaweedS3
 
-    load_before = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="synthguard-bench-audit-"))
     paths = init_keys(work / "keys")
     print("generating media ...", flush=True)
     pool = _media_pool(paths)

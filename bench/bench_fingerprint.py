@@ -325,11 +325,13 @@ def render(a: dict | None, b: dict | None, c: dict | None, args) -> str:
         roc = b.get("roc") or b.get("methods") or {}
         thr = (b.get("throughput") or {}).get("methods", {})
         names = list(roc)
-        hdr = ["method", "bits", "T @FPR<=1e-4", "FPR at T", "mean recall %", "hash img/s (1 MP, CPU)"]
+        hdr = ["method", "bits", "images / distinct pairs for FPR", "T @FPR<=1e-4", "FPR at T", "mean recall %",
+               "hash img/s (1 MP, CPU)"]
         rows = []
         for m in names:
             r = roc[m]
-            rows.append([m, r.get("bits"), r.get("T_at_target_fpr"), f"{r.get('fpr_at_T', 0):.2e}",
+            rows.append([m, r.get("bits"), f"{r.get('n_images')} / {r.get('n_distinct_pairs'):,}",
+                         r.get("T_at_target_fpr"), f"{r.get('fpr_at_T', 0):.2e}",
                          f"{100 * r.get('mean_recall_at_T', 0):.1f}",
                          f"{thr.get(m, {}).get('hash_only_ips_cpu', float('nan')):.1f}"])
         out += [md_table(hdr, rows), ""]

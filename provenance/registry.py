@@ -13,7 +13,7 @@ true distance is computed), which answers >= 10,000 queries/s against 1,000,000 
 (measured in ``bench/bench_fingerprint.py``). MIH is exact up to distance 15 and finds almost every
 larger true match (the recall against brute force is measured there too).
 
-Size: an image stores 242 part hashes (7.7 kB), so 1,000,000 indexed hashes are ~4,100 images; the
+Size: an image stores 166 part hashes (5.3 kB), so 1,000,000 indexed hashes are ~6,000 images; the
 index adds ~4 bytes per hash per table. Videos store every sampled frame's parts.
 """
 from __future__ import annotations

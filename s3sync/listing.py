@@ -69,7 +69,7 @@ def list_objects(client: Any, target: S3Target, *, versions: bool = False,
                     continue  # "folder" placeholder objects
                 yield ObjectRef(bucket=target.bucket, key=key, version_id=None, etag=_etag(o.get("ETag")),
                                 size=o.get("Size"), last_modified=_iso(o.get("LastModified")),
-                                origin=target.origin)
+                                origin=target.origin, storage_class=o.get("StorageClass"))
         return
     for page in client.get_paginator("list_object_versions").paginate(**kw):
         for o in page.get("Versions", ()) or ():
@@ -80,12 +80,16 @@ def list_objects(client: Any, target: S3Target, *, versions: bool = False,
             yield ObjectRef(bucket=target.bucket, key=key, version_id=None if vid in (None, "null") else vid,
                             etag=_etag(o.get("ETag")), size=o.get("Size"),
                             last_modified=_iso(o.get("LastModified")), is_latest=bool(o.get("IsLatest", True)),
-                            origin=target.origin)
+                            origin=target.origin, storage_class=o.get("StorageClass"))
         for o in page.get("DeleteMarkers", ()) or ():
             vid = o.get("VersionId")
             yield ObjectRef(bucket=target.bucket, key=o["Key"], version_id=None if vid in (None, "null") else vid,
                             last_modified=_iso(o.get("LastModified")), is_latest=bool(o.get("IsLatest", False)),
                             delete_marker=True, origin=target.origin)
+
+
+# Storage classes whose objects cannot be read without a restore (GLACIER_IR can be read directly).
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
 def bucket_tags(client: Any, bucket: str) -> dict[str, str]:

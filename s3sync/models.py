@@ -48,6 +48,7 @@ class ObjectRef:
     is_latest: bool = True
     delete_marker: bool = False
     origin: str | None = None  # "cloudfront:DIST/origin-id" when it came from a distribution
+    storage_class: str | None = None
 
     @property
     def uri(self) -> str:
@@ -64,7 +65,8 @@ class ObjectRef:
     def to_dict(self) -> dict[str, Any]:
         return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag,
                 "size": self.size, "content_type": self.content_type, "last_modified": self.last_modified,
-                "is_latest": self.is_latest, "delete_marker": self.delete_marker, "origin": self.origin}
+                "is_latest": self.is_latest, "delete_marker": self.delete_marker, "origin": self.origin,
+                "storage_class": self.storage_class}
 
 
 def _freeze(d: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:

@@ -30,7 +30,7 @@ from provenance.media import MEDIA_MIMES, mime_from_name
 from . import checks as _checks
 from .aws import ClientFactory, describe_error, is_stream_error
 from .classify import classify
-from .listing import S3Target, bucket_tags, list_objects, parse_s3_uri
+from .listing import ARCHIVED_CLASSES, S3Target, bucket_tags, list_objects, parse_s3_uri
 from .models import AuditResult, ObjectRef, ObjectResult, Skipped
 from .state import DEFAULT_STATE, State, now_iso
 
@@ -215,6 +215,12 @@ class Auditor:
                     continue
                 if ref.delete_marker:
                     self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id, "delete marker"))
+                    continue
+                if ref.storage_class in ARCHIVED_CLASSES:
+                    # A GET would fail with InvalidObjectState; the audit never starts restores.
+                    self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id,
+                                              f"archived ({ref.storage_class}): needs a restore to be read",
+                                              etag=ref.etag))
                     continue
                 cached = None if self.full else st.lookup_status(ref.bucket, ref.key, ref.version_id, ref.etag,
                                                                  self.cfg_fp)
@@ -403,7 +409,10 @@ class Auditor:
             if _not_found(exc):
                 out.skipped = "deleted since listing"
                 return out
-            out.error = f"fetch failed: {describe_error(exc)}"
+            why = describe_error(exc)
+            if "PreconditionFailed" in why or "412" in why:
+                why = "the object changed while it was being audited (ETag differs from the listing); rechecked next run"
+            out.error = f"fetch failed: {why}"
         out.mime = _checks.claimed_mime(ref.key, out.content_type) or by_name
         out.timings["fetch_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out

@@ -266,3 +266,40 @@ def test_check_classifies_bytes_without_network():
     assert bad.error and "decode" in bad.error
     fake = checks.check(b"hello world" * 20, "audio/wav", "x.wav")
     assert fake.error and "audio" in fake.error
+
+
+class _Pages:
+    """A stand-in paginator source for the pure listing logic (no AWS API is involved)."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self.kw = None
+
+    def get_paginator(self, name):
+        outer = self
+
+        class P:
+            def paginate(self, **kw):
+                outer.kw = (name, kw)
+                return iter(outer.pages)
+
+        return P()
+
+
+def test_listing_refs_pages_versions_and_folders():
+    from s3sync.listing import S3Target, list_objects
+
+    src = _Pages([{"Contents": [{"Key": "a/", "Size": 0}, {"Key": "a/x.jpg", "ETag": '"e1"', "Size": 5,
+                                 "StorageClass": "GLACIER"}]},
+                  {"Contents": [{"Key": "a/y.png", "ETag": '"e2"', "Size": 7}]}])
+    refs = list(list_objects(src, S3Target("bkt", "a/")))
+    assert [(r.key, r.etag, r.size, r.storage_class) for r in refs] == [("a/x.jpg", "e1", 5, "GLACIER"),
+                                                                       ("a/y.png", "e2", 7, None)]
+    assert src.kw[0] == "list_objects_v2" and src.kw[1]["Prefix"] == "a/"
+    vsrc = _Pages([{"Versions": [{"Key": "k.jpg", "VersionId": "v1", "ETag": '"e"', "Size": 1, "IsLatest": False},
+                                 {"Key": "n.jpg", "VersionId": "null", "ETag": '"f"', "Size": 1, "IsLatest": True}],
+                    "DeleteMarkers": [{"Key": "k.jpg", "VersionId": "v2", "IsLatest": True}]}])
+    vrefs = list(list_objects(vsrc, S3Target("bkt"), versions=True))
+    assert [(r.key, r.version_id, r.delete_marker) for r in vrefs] == [("k.jpg", "v1", False), ("n.jpg", None, False),
+                                                                      ("k.jpg", "v2", True)]
+    assert vsrc.kw[0] == "list_object_versions"

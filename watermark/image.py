@@ -48,6 +48,9 @@ HIGHLIGHT_END = 240.0  # mark strength ramps down from HIGHLIGHT_END - 40 to HIG
 HIGHLIGHT_RENORM = 1.5
 N_LATTICES = 8        # measured lattice candidates folded at detection
 PEAKS_PER_ASPECT = 2  # comb-search maxima kept per aspect ratio
+SPEC_SCALES = (0.95, 1.35, 0.005)  # spectral comb: period / own period (from, to, step)
+SPEC_COARSE_KEEP = 4  # spectral comb: coarse maxima refined on the fine grid
+SPEC_ROT, SPEC_ROT_STEP = 8.0, 0.25  # spectral comb: rotation range and step, degrees
 N_DECODE = 6          # measured (lattice, alignment) candidates decoded, best sync correlation first
 N_DIHEDRAL = 3        # (flip/turn, shift) candidates decoded per lattice
 INFORMED = True
@@ -235,12 +238,11 @@ def _whiten(y: np.ndarray) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def _autocorr(w: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Autocorrelation of the spectrally flattened image, centred, normalised to 1 at lag 0.
+def _flat_spectrum(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Power spectrum (2x zero-padded, centred) divided by its local average, in the mark's band.
 
     The periodic mark puts sharp lines on its reciprocal lattice while a picture has a smooth
-    spectrum; dividing the power by its local average (and keeping only the mark's band) makes
-    the lattice peaks dominate textured images whose raw autocorrelation is mostly content.
+    spectrum; dividing the power by its local average makes the lines stand out (~1 elsewhere).
     """
     h, wd = w.shape
     hp, wp = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * wd)
@@ -252,12 +254,88 @@ def _autocorr(w: np.ndarray) -> tuple[np.ndarray, int, int]:
     fr = np.hypot(fy[:, None], fx[None, :])
     band = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
     flat = power / (smooth + 1e-6 * float(smooth.mean()) + 1e-12) * band
+    return flat.astype(np.float32), hp, wp
+
+
+def _autocorr(w: np.ndarray, flat: np.ndarray, hp: int, wp: int) -> tuple[np.ndarray, int, int]:
+    """Autocorrelation of the spectrally flattened image, centred, normalised to 1 at lag 0.
+
+    Flattening makes the lattice peaks dominate textured images whose raw autocorrelation is
+    mostly content.
+    """
+    h, wd = w.shape
     ac = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(flat)).real)
     ones = np.fft.rfft2(np.ones_like(w), (hp, wp))
     overlap = np.fft.fftshift(np.fft.irfft2(np.abs(ones) ** 2, (hp, wp))) / (h * wd)
     ac /= ac[hp // 2, wp // 2] + 1e-9
     ac[overlap < 0.3] = 0.0
     return ac.astype(np.float32), hp // 2, wp // 2
+
+
+_KK = np.array([(k1, k2) for k1 in range(-CELLS // 2, CELLS // 2 + 1) for k2 in range(0, CELLS // 2 + 1)
+                if k2 > 0 or k1 > 0], dtype=np.float32)
+
+
+def _comb_scores(fl: np.ndarray, hp: int, wp: int, periods: np.ndarray, thetas: np.ndarray,
+                 kk: np.ndarray) -> np.ndarray:
+    """Mean flattened power over the reciprocal points ``kk`` of square lattices (period x theta)."""
+    per = periods[:, None, None]
+    c, sn = np.cos(thetas)[None, :, None], np.sin(thetas)[None, :, None]
+    k1, k2 = kk[:, 0], kk[:, 1]
+    # Reciprocal basis of a square lattice of period `per` rotated by theta: rows (fy, fx).
+    fy = (k1 * c - k2 * sn) / per
+    fx = (k1 * sn + k2 * c) / per
+    shape = fy.shape
+    fr = np.sqrt(k1 * k1 + k2 * k2)[None, None, :] / per
+    ok = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
+    vals = cv2.remap(fl, (fx * wp + wp // 2).reshape(-1, len(kk)).astype(np.float32),
+                     (fy * hp + hp // 2).reshape(-1, len(kk)).astype(np.float32),
+                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    ok = np.broadcast_to(ok, shape)
+    return (vals.reshape(shape) * ok).sum(-1) / np.maximum(ok.sum(-1), 1)
+
+
+def _parabola(v: np.ndarray, i: int) -> float:
+    """Sub-sample offset of the maximum of v at index i (0 at the borders)."""
+    if not 0 < i < len(v) - 1:
+        return 0.0
+    d = v[i - 1] - 2 * v[i] + v[i + 1]
+    return 0.0 if d >= 0 else float(np.clip(0.5 * (v[i - 1] - v[i + 1]) / d, -0.5, 0.5))
+
+
+def _spectral_lattices(flat: np.ndarray, hp: int, wp: int, p0: float, n: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Square lattices near the own period found by a comb over the mark's *spectral lines*.
+
+    Rotation and cropping keep the tile square and change its period by a known range (a crop
+    keeping >= 55 % of the area enlarges it, relative to the short side, by at most 1.35x). For
+    every (scale, rotation) hypothesis the flattened power is averaged over the reciprocal
+    lattice points of the tile's band: hundreds of sharp lines instead of the two dozen lags of
+    the autocorrelation comb, which finds the lattice on textures that drown the latter.
+    Coarse to fine: a blurred spectrum on a coarse grid, then the sharp one on a fine grid
+    around the best coarse hypotheses.
+    """
+    fine = cv2.GaussianBlur(flat, (0, 0), 0.7)
+    coarse = cv2.GaussianBlur(flat, (0, 0), 2.0)
+    lo, hi, step = SPEC_SCALES
+    periods = (p0 * np.arange(lo, hi + 1e-9, 4 * step)).astype(np.float32)
+    thetas = np.deg2rad(np.arange(-SPEC_ROT, SPEC_ROT + 1e-9, 4 * SPEC_ROT_STEP)).astype(np.float32)
+    score = _comb_scores(coarse, hp, wp, periods, thetas, _KK)
+    out: list[tuple[float, float, float]] = []
+    for _ in range(SPEC_COARSE_KEEP):
+        i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+        pf = (periods[i] * (1 + step * np.arange(-3, 4) / (periods[i] / p0))).astype(np.float32)
+        tf = (thetas[j] + np.deg2rad(SPEC_ROT_STEP) * np.arange(-3, 4)).astype(np.float32)
+        sf = _comb_scores(fine, hp, wp, pf, tf, _KK)
+        a, b = np.unravel_index(int(np.argmax(sf)), sf.shape)
+        # Sub-step: parabola through the neighbours (the fold needs the period to ~0.2 %).
+        pa = pf[a] + _parabola(sf[:, b], a) * (pf[1] - pf[0])
+        tb = tf[b] + _parabola(sf[a, :], b) * (tf[1] - tf[0])
+        out.append((float(sf[a, b]), float(pa), float(tb)))
+        score[max(0, i - 1): i + 2, max(0, j - 1): j + 2] = -np.inf
+    out.sort(key=lambda t: -t[0])
+    # Real-space basis (dy, dx) dual to the reciprocal rows used in _comb_scores.
+    return [(np.array([p * np.cos(t), p * np.sin(t)]), np.array([-p * np.sin(t), p * np.cos(t)]))
+            for _, p, t in out[:n]]
 
 
 def _sample(a: np.ndarray, y: float, x: float) -> float:
@@ -300,7 +378,7 @@ _KS = np.array([(k1, k2) for k2 in range(0, 4) for k1 in range(-3, 4)
                 if (k2 > 0 or k1 > 0)], dtype=np.float32)
 
 
-def _lattices(w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Candidate lattice bases (dy, dx vectors in pixels), best first.
 
     A comb search: for every period, rotation and aspect ratio on a grid, sum the (flattened)
@@ -308,7 +386,7 @@ def _lattices(w: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     picture's own correlation, two dozen of them summed do not. The best grid points are then
     refined by a least-squares fit to the individual peaks (sub-pixel periods, shear).
     """
-    ac, cy, cx = _autocorr(w)
+    ac, cy, cx = _autocorr(w, *(spectrum or _flat_spectrum(w)))
     acs = cv2.GaussianBlur(ac, (0, 0), 0.8)
     short = min(w.shape)
     rmax = 0.75 * short
@@ -506,7 +584,9 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
     # strongest keyed sync correlation first (a textured picture can out-score the mark in the
     # lattice search, but not in the keyed sync correlation).
     measured = []
-    for v1, v2 in _lattices(wh):
+    spectrum = _flat_spectrum(wh)
+    lattices = _spectral_lattices(*spectrum, owns[0][0][0]) + _lattices(wh, spectrum)
+    for v1, v2 in lattices:
         if any(np.allclose(v1, o1, atol=1.0) and np.allclose(v2, o2, atol=1.0) for o1, o2 in owns):
             continue
         folded = _fold(wh, v1, v2)

@@ -225,10 +225,12 @@ def test_video_and_audio_objects(seaweed, ident, tmp_path):
     for key, (body, _) in objs.items():
         kw = {"ContentType": "video/mp4"} if key == "v/octet-video" else {}
         c.put_object(Bucket="audit-av", Key=key, Body=body, **kw)
+    c.put_object(Bucket="audit-av", Key="v/archived.mp4", Body=clip, StorageClass="GLACIER")
     res = s3sync.audit(["s3://audit-av"], endpoint_url=seaweed.endpoint_url, trust_anchors=ident["paths"].root,
                        state=tmp_path / "s.db", processes=0, watermark=False)
     got = {o.key: o.status for o in res.objects}
     assert got == {k: v for k, (_, v) in objs.items()}, [(o.key, o.error) for o in res.objects]
+    assert res.summary["skipped"]["reasons"] == {"archived (GLACIER): needs a restore to be read": 1}
     by_key = {o.key: o for o in res.objects}
     assert by_key["v/signed.mp4"].media_type == "video/mp4"
     assert "decode video" in by_key["v/broken.mp4"].error
