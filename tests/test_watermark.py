@@ -99,7 +99,7 @@ def test_codec_soft_decoding_and_check():
     """The Viterbi decoder repairs heavy noise; random soft values never pass the keyed check."""
     rng = np.random.default_rng(7)
     coded = codec.encode(PAYLOAD, KEY).astype(float) * 2 - 1
-    assert coded.size == codec.code_bits() == 3 * (64 + 32 + 6)
+    assert coded.size == codec.code_bits() == codec.RATE * (64 + codec.CHECK_BITS + codec.K - 1)
     noisy = coded + rng.normal(0, 1.0, coded.size)          # raw bit error rate ~16 %
     assert np.mean((noisy > 0) != (coded > 0)) > 0.1
     got = codec.decode_soft(noisy, KEY)

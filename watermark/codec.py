@@ -3,10 +3,11 @@
 Why this shape: the payload must come back *exactly* or not at all, from soft values that are
 noisy (the picture itself interferes with the mark, then compression and resampling add more).
 
-* A rate-1/3, constraint-length-7 convolutional code (generators 133, 171, 165 octal, the LTE
-  set) decoded by a soft-decision Viterbi search uses the *reliability* of every demodulated
-  value, which buys roughly 2 dB over hard-decision BCH at this block length and rate. The
-  decoder is a few vectorised numpy operations per trellis step (~2 ms per attempt).
+* A rate-1/3, constraint-length-9 convolutional code (generators 557, 663, 711 octal, free
+  distance 18) decoded by a soft-decision Viterbi search uses the *reliability* of every
+  demodulated value, which buys roughly 2 dB over hard-decision BCH at this block length and
+  rate (measured: it decodes at a raw bit error rate of ~17 %, BCH t=20 needed < 9 %). The
+  decoder is a few vectorised numpy operations per trellis step (~3-5 ms per attempt).
 * A soft decoder always outputs *some* word, so the decision "a watermark is present" rests on a
   keyed 32-bit check (HMAC-SHA256 of the payload under the key) carried inside the coded block.
 
