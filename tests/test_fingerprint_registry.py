@@ -172,3 +172,8 @@ def test_large_registry_uses_the_index_path(tmp_path, monkeypatch, fps, photos):
         m = reg.best_match(fingerprint(_crop(photos["astronaut"], 0.8, 0.5, 0.5)))
         assert reg._index.mih_parts is not None
         assert m is not None and m.asset_id == "astronaut"
+        queries = [fingerprint(_crop(photos[n], 0.75, 0.2, 0.8)) for n in ("coffee", "chelsea")] + [fps["rocket"]]
+        batch = reg.match_many(queries)
+        assert [b.asset_id if b else None for b in batch] == [b.asset_id if b else None for b in
+                                                              (reg.best_match(q) for q in queries)]
+        assert batch[0].asset_id == "coffee" and batch[2].asset_id == "rocket"
