@@ -475,7 +475,9 @@ def _add_audit(sub) -> None:
     p = sub.add_parser(
         "audit", help="audit S3 buckets / CloudFront origins for media without provenance",
         description="Audit every object of s3://bucket[/prefix] or cloudfront:DIST_ID|all targets: C2PA state, "
-                    "watermark and training-asset matches, classified per object. Read-only. "
+                    "watermark and training-asset matches, classified per object. Read-only. The posture checks "
+                    "of 'synthguard posture' also run for the audited buckets of s3:// targets (--no-posture skips "
+                    "them; findings never abort the audit; --fail-severity gates on them). "
                     "'synthguard audit report --state DB' renders a stored run.")
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="s3://bucket[/prefix], cloudfront:DIST_ID or cloudfront:all (or 'report' to render a stored run)")
@@ -504,8 +506,19 @@ def _add_audit(sub) -> None:
     p.add_argument("--edge-url-map", action="append", default=[], metavar="DOMAIN=URL",
                    help="fetch a distribution domain from this base URL instead (tests, staging); "
                         "repeatable; also SYNTHGUARD_EDGE_URL_MAP='D1=URL1,D2=URL2'")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--posture", dest="posture", action="store_true",
+                   help="also run the posture checks (as 'synthguard posture') for the buckets behind cloudfront: "
+                        "targets (default: only for the buckets of s3:// targets)")
+    g.add_argument("--no-posture", dest="posture", action="store_false",
+                   help="skip the posture checks of the audited buckets")
+    p.add_argument("--posture-config", metavar="TOML",
+                   help="synthguard.toml ([posture] table) for the posture checks: classes, owners, allowed principals")
+    p.add_argument("--fail-severity", default="none", metavar="SEV",
+                   help="exit 1 when a failed posture finding is at or above: informational,low,medium,high,critical "
+                        "(default none: posture findings are reported, they do not fail the audit)")
     p.add_argument("--run", metavar="RUN_ID", help="with 'report': the run to render (default: the latest)")
-    p.set_defaults(func=_cmd_audit)
+    p.set_defaults(func=_cmd_audit, posture=None)
 
 
 def _cmd_audit(args) -> int:
@@ -515,6 +528,13 @@ def _cmd_audit(args) -> int:
     bad = [f for f in args.fail_on if f not in FAIL_ON]
     if bad:
         raise UsageError(f"--fail-on: unknown {', '.join(bad)} (choose from {', '.join(FAIL_ON)})")
+    if args.fail_severity.lower() != "none":
+        from s3sync.posture.models import severity_rank
+
+        try:
+            severity_rank(args.fail_severity)
+        except ValueError as exc:
+            raise UsageError(f"--fail-severity: {exc}") from None
     if args.workers < 1 or (args.processes is not None and args.processes < 0) or args.sample_edge < 0:
         raise UsageError("--workers must be >= 1, --processes and --sample-edge >= 0")
     if args.sample_edge:  # a malformed DOMAIN=URL is a usage error now, not after the whole audit
@@ -542,7 +562,8 @@ def _cmd_audit(args) -> int:
                           full=args.full, versions=args.versions, watermark=not args.no_watermark,
                           watermark_trust_manifest=args.watermark_trust_manifest,
                           resume=not args.no_resume, sample_edge=args.sample_edge,
-                          edge_url_map=args.edge_url_map or None)
+                          edge_url_map=args.edge_url_map or None, posture=args.posture,
+                          posture_config=args.posture_config)
         if show_progress(args.format in ("json", "jsonl")):
             from s3sync.reports.progress import AuditProgress
 
@@ -553,13 +574,28 @@ def _cmd_audit(args) -> int:
             result = auditor.result()
     color = args.format == "table" and not args.out and sys.stdout.isatty()
     write_text(render(result, args.format, color=color), args.out)
+    posture = result.summary.get("posture") or {}
+    if posture.get("error"):
+        print(f"synthguard: warning: {posture['error']} (the audit itself completed)", file=sys.stderr)
+    if args.format == "csv" and result.findings:  # CSV rows are objects; findings get a file of their own
+        from s3sync.reports.csvfmt import findings_to_csv
+
+        if args.out and args.out != "-":
+            side = os.path.splitext(args.out)[0] + ".findings.csv"
+            write_text(findings_to_csv(result), side)
+            print(f"synthguard: {len(result.findings)} posture findings written to {side}", file=sys.stderr)
+        else:
+            print(f"synthguard: {len(result.findings)} posture findings are not in CSV on stdout "
+                  "(use --out PATH for PATH.findings.csv, or --format json)", file=sys.stderr)
     if args.out and args.out != "-":
         c = result.summary.get("counts", {})
         s = result.summary
         how = f", {s.get('downloaded', 0)} downloaded, {s.get('reused', 0)} unchanged" if "downloaded" in s else ""
         print(f"synthguard: {len(result.objects)} objects ({', '.join(f'{n} {k}' for k, n in c.items() if n)}{how}); "
               f"report written to {args.out}", file=sys.stderr)
-    return EXIT_FAIL if args.fail_on and result.failed(args.fail_on) else EXIT_OK
+    if args.fail_on and result.failed(args.fail_on):
+        return EXIT_FAIL
+    return EXIT_FAIL if result.failed_findings(args.fail_severity) else EXIT_OK
 
 
 

@@ -76,7 +76,7 @@ def resolve_mime(data: bytes, name: str | os.PathLike | None, mime: str | None) 
     if m is None:
         raise MediaError(f"{name or 'input'}: not a recognised media file; supported types: "
                          f"{', '.join(supported_mimes())}")
-    if m not in _supported_set():
+    if m not in supported_set():
         raise MediaError(f"{name or 'input'}: unsupported media type {m}; supported types: "
                          f"{', '.join(supported_mimes())}")
     return m
@@ -85,7 +85,9 @@ def resolve_mime(data: bytes, name: str | os.PathLike | None, mime: str | None) 
 _SUPPORTED: frozenset[str] | None = None
 
 
-def _supported_set() -> frozenset[str]:
+def supported_set() -> frozenset[str]:
+    """:func:`supported_mimes` as a set, computed once per process (signing and verification test
+    membership on every call; asking the native library each time is measurable)."""
     global _SUPPORTED
     if _SUPPORTED is None:
         _SUPPORTED = frozenset(supported_mimes())
@@ -223,22 +225,29 @@ def _clean(exc: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- contexts
-_CONTEXTS: dict[tuple[int, bool], c2pa.Context] = {}
+_CONTEXTS: dict[tuple[int, Any], c2pa.Context] = {}
 _CTX_LOCK = threading.Lock()
+
+
+def process_context(key: Any, make: Callable[[], c2pa.Context]) -> c2pa.Context:
+    """The process's c2pa Context for ``key``, made once by ``make`` (thread-safe).
+
+    Keyed by pid too: a forked worker must not use its parent's native context. Signing (builder
+    contexts) and verification (reader contexts per trust-anchor set) share this one cache."""
+    k = (os.getpid(), key)
+    ctx = _CONTEXTS.get(k)
+    if ctx is None:
+        with _CTX_LOCK:
+            ctx = _CONTEXTS.get(k)
+            if ctx is None:
+                ctx = _CONTEXTS[k] = make()
+    return ctx
 
 
 def builder_context(thumbnail: bool = False) -> c2pa.Context:
     """The process's Builder Context: thumbnails off, or on with a small long edge."""
-    key = (os.getpid(), thumbnail)
-    ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        with _CTX_LOCK:
-            ctx = _CONTEXTS.get(key)
-            if ctx is None:
-                thumb = {"enabled": True, "long_edge": THUMBNAIL_LONG_EDGE} if thumbnail else {"enabled": False}
-                ctx = c2pa.Context.from_dict({"builder": {"thumbnail": thumb}})
-                _CONTEXTS[key] = ctx
-    return ctx
+    thumb = {"enabled": True, "long_edge": THUMBNAIL_LONG_EDGE} if thumbnail else {"enabled": False}
+    return process_context(("builder", thumbnail), lambda: c2pa.Context.from_dict({"builder": {"thumbnail": thumb}}))
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any, BinaryIO, Optional, Union
 import c2pa
 
 from .media import EXT_TO_MIME, MediaError, Source, normalize_mime, read_source, sniff_mime
-from .signing import GENERATOR_LABEL, IPTC, SOFT_BINDING_ALG, sidecar_path, supported_mimes
+from .signing import (GENERATOR_LABEL, IPTC, SOFT_BINDING_ALG, process_context, sidecar_path, supported_mimes,
+                      supported_set)
 
 STATES = ("trusted", "valid_untrusted", "invalid", "missing", "unsupported", "error")
 # digitalSourceType values that mean "made by a trained model" (IPTC), in whole or in part.
@@ -67,9 +67,7 @@ class Verification:
 
 
 # ----------------------------------------------------------------------------- trust contexts
-_CTX: dict[tuple[int, Optional[bytes]], c2pa.Context] = {}
 _ANCHOR_FILES: dict[str, tuple[float, tuple[int, int], bytes]] = {}  # path -> (checked, (mtime, size), pem)
-_LOCK = threading.Lock()
 
 
 def _anchor_pem(trust_anchors: TrustAnchors) -> Optional[bytes]:
@@ -102,18 +100,13 @@ def _anchor_pem(trust_anchors: TrustAnchors) -> Optional[bytes]:
 def reader_context(trust_anchors: TrustAnchors = None) -> c2pa.Context:
     """The process's Reader Context for a trust-anchor set (default c2pa trust when None)."""
     pem = _anchor_pem(trust_anchors)
-    key = (os.getpid(), pem)
-    ctx = _CTX.get(key)
-    if ctx is None:
-        with _LOCK:
-            ctx = _CTX.get(key)
-            if ctx is None:
-                cfg: dict[str, Any] = {}
-                if pem is not None:
-                    cfg = {"trust": {"user_anchors": pem.decode()}}
-                ctx = c2pa.Context.from_dict(cfg) if cfg else c2pa.Context()
-                _CTX[key] = ctx
-    return ctx
+
+    def make() -> c2pa.Context:
+        if pem is None:
+            return c2pa.Context()
+        return c2pa.Context.from_dict({"trust": {"user_anchors": pem.decode()}})
+
+    return process_context(("reader", pem), make)
 
 
 # ----------------------------------------------------------------------------- verify
@@ -158,7 +151,7 @@ def verify(source: Source, *, trust_anchors: TrustAnchors = None, mime: str | No
                 return Verification("unsupported", reason=f"unsupported file type {ext!r}; supported "
                                                           f"types: {', '.join(supported_mimes())}")
             return Verification("error", reason="not a recognised media file (unknown format)")
-        if fmt not in _supported():
+        if fmt not in supported_set():
             return Verification("unsupported", mime=fmt, reason=f"C2PA is not supported for {fmt} here; "
                                 f"supported types: {', '.join(supported_mimes())}")
         if manifest_data is not None:
@@ -175,16 +168,6 @@ def verify(source: Source, *, trust_anchors: TrustAnchors = None, mime: str | No
     finally:
         if fh is not None:
             fh.close()
-
-
-_SUPPORTED: frozenset[str] | None = None
-
-
-def _supported() -> frozenset[str]:
-    global _SUPPORTED
-    if _SUPPORTED is None:
-        _SUPPORTED = frozenset(supported_mimes())
-    return _SUPPORTED
 
 
 def _read(fmt: str, stream: BinaryIO, manifest_data: bytes | None,

@@ -185,31 +185,45 @@ def _raw_timestamps(client: Any) -> None:
         pass
 
 
-def is_throttle_or_transient(exc: BaseException) -> bool:
-    """True when ``exc`` is a throttling / 5xx / connection error worth retrying later."""
-    from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                     EndpointConnectionError, ReadTimeoutError)
+def _stream_error_types() -> tuple[type, ...]:
+    """Errors raised while a response body is read: resets, truncation, read timeouts."""
+    import http.client
 
-    if isinstance(exc, (ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
-                        ReadTimeoutError, ConnectionError, TimeoutError)):
-        return True
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+
+    types: tuple[type, ...] = (ResponseStreamingError, ConnectionClosedError, ReadTimeoutError, ConnectionError,
+                               TimeoutError, http.client.IncompleteRead)
     try:
-        from urllib3.exceptions import HTTPError as Urllib3Error, ProtocolError
+        from urllib3.exceptions import ProtocolError, ReadTimeoutError as U3ReadTimeout
 
-        if isinstance(exc, (ProtocolError, Urllib3Error)):
-            return True
+        types += (ProtocolError, U3ReadTimeout)
     except ImportError:  # pragma: no cover
         pass
-    from botocore.exceptions import ResponseStreamingError
+    return types
 
-    if isinstance(exc, ResponseStreamingError):
+
+THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+                            "ServiceUnavailable", "RequestLimitExceeded"})
+
+
+def is_throttle_or_transient(exc: BaseException) -> bool:
+    """True when ``exc`` is a throttling / 5xx / connection error worth retrying later: a stream
+    error (:func:`is_stream_error`), any connection failure, a 5xx or a throttling code."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+    types = _stream_error_types() + (ConnectTimeoutError, EndpointConnectionError)
+    try:
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        types += (Urllib3Error,)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, types):
         return True
     if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
+        code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return status >= 500 or code in {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                                          "InternalError", "ServiceUnavailable", "RequestLimitExceeded"}
+        return status >= 500 or code in THROTTLE_CODES
     return False
 
 
@@ -219,21 +233,7 @@ def is_stream_error(exc: BaseException) -> bool:
     botocore retries the request itself (throttling, 5xx, resets before the response, timeouts)
     but not a body that breaks while the caller reads it: those the worker retries itself.
     """
-    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
-
-    if isinstance(exc, (ResponseStreamingError, ConnectionClosedError, ReadTimeoutError, ConnectionError,
-                        TimeoutError)):
-        return True
-    try:
-        from urllib3.exceptions import ProtocolError, ReadTimeoutError as U3ReadTimeout
-
-        if isinstance(exc, (ProtocolError, U3ReadTimeout)):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    import http.client
-
-    return isinstance(exc, http.client.IncompleteRead)
+    return isinstance(exc, _stream_error_types())
 
 
 def describe_error(exc: BaseException) -> str:

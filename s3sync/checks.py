@@ -117,11 +117,29 @@ _CFG: CheckConfig | None = None
 _REGISTRY: Any = None
 
 
-def init_process(cfg: CheckConfig) -> None:
-    """ProcessPoolExecutor initializer (also used inline): install the config once."""
+def init_process(cfg: CheckConfig, warm: bool = False) -> None:
+    """ProcessPoolExecutor initializer (also used inline): install the config once.
+
+    ``warm`` (pool workers): import the checkers now, while the parent is still listing, instead
+    of during the first objects' checks."""
     global _CFG, _REGISTRY
     _CFG = cfg
     _REGISTRY = None
+    if warm:
+        import PIL.Image  # noqa: F401
+
+        import provenance.verification  # noqa: F401
+
+        if cfg.watermark:
+            try:
+                import watermark  # noqa: F401
+            except ImportError:
+                pass
+
+
+def ready() -> int:
+    """A no-op task: submitting one per pool worker starts them all at once (see the worker)."""
+    return os.getpid()
 
 
 def _registry():
@@ -184,6 +202,20 @@ def _watermark_dict(det: Any) -> dict[str, Any]:
     return out
 
 
+def _detector(module: str):
+    """``module.detect`` (the image or the video detector); ImportError when the room lacks it."""
+    import importlib
+
+    detect = getattr(importlib.import_module(module), "detect", None)
+    if detect is None:
+        raise ImportError(f"{module}.detect is missing")
+    return detect
+
+
+def _wm_unavailable(exc: BaseException) -> dict[str, Any]:
+    return {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
+
+
 def _match_dict(m: Any) -> dict[str, Any] | None:
     if m is None:
         return None
@@ -229,7 +261,8 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         pixels_for_wm = cfg.watermark and not from_manifest
         need = None if (cfg.registry_path and cfg.fingerprint_match) else (DRAFT_SHORT_SIDE if pixels_for_wm else 64)
         try:
-            rgb = _decode(source, need)
+            # C2PA only (need 64): the decode is the proof the bytes are an intact image; no pixels kept
+            rgb = _decode(source, need, pixels=need != 64)
         except MediaError as exc:
             out.error = str(exc).replace("input: ", "", 1)
             return out
@@ -243,14 +276,9 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         elif cfg.watermark:
             t0 = t()
             try:
-                import watermark
-
-                detect = getattr(watermark, "detect", None)
-                if detect is None:
-                    raise ImportError("watermark.detect is missing")
-                out.watermark = _watermark_dict(detect(rgb, key=cfg.watermark_key))
+                out.watermark = _watermark_dict(_detector("watermark")(rgb, key=cfg.watermark_key))
             except ImportError as exc:
-                out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
+                out.watermark = _wm_unavailable(exc)
             except (MediaError, ValueError) as exc:
                 out.watermark = {"detected": False, "payload": None, "skipped": str(exc)}
             out.timings["watermark_ms"] = round((t() - t0) * 1000, 2)
@@ -264,14 +292,9 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         if cfg.watermark:
             t0 = t()
             try:
-                from watermark import video as wmvideo
-
-                vdetect = getattr(wmvideo, "detect", None)
-                if vdetect is None:
-                    raise ImportError("watermark.video.detect is missing")
-                out.watermark = _watermark_dict(vdetect(source, key=cfg.watermark_key))
+                out.watermark = _watermark_dict(_detector("watermark.video")(source, key=cfg.watermark_key))
             except ImportError as exc:
-                out.watermark = {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
+                out.watermark = _wm_unavailable(exc)
             except (MediaError, ValueError, OSError) as exc:
                 out.error = f"cannot decode video: {exc}"
                 return out
@@ -311,9 +334,12 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
 DRAFT_SHORT_SIDE = 512
 
 
-def _decode(source: bytes | str, min_short: int | None):
-    """Decode through ``provenance.media.decode_image``; JPEGs at reduced size when allowed."""
-    from provenance.media import decode_image
+def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True):
+    """Decode through ``provenance.media.decode_image``; JPEGs at reduced size when allowed.
+
+    ``pixels=False``: decode (every scan is still read, so truncation and corrupt data show) but
+    return None instead of converting to an RGB array nobody will look at."""
+    from provenance.media import _register_heif, decode_image
 
     if min_short is None:
         return decode_image(source)
@@ -321,6 +347,7 @@ def _decode(source: bytes | str, min_short: int | None):
 
     from PIL import Image
 
+    _register_heif()  # HEIC/AVIF open through pillow-heif, as in decode_image
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
         if img.format == "JPEG":
@@ -332,7 +359,7 @@ def _decode(source: bytes | str, min_short: int | None):
         img.load()
     except Exception as exc:  # Pillow raises many types for bad input: the reason is what matters
         raise MediaError(f"cannot decode image: {exc}") from None
-    return decode_image(img)
+    return decode_image(img) if pixels else None
 
 
 def _probe_video(source: bytes | str) -> str | None:

@@ -34,8 +34,26 @@ SEVERITY: dict[str, str] = {
 }
 
 
+class _S3Object:
+    """``uri`` and ``ident`` of anything with ``bucket``, ``key`` and ``version_id`` (one definition)."""
+
+    __slots__ = ()
+    bucket: str
+    key: str
+    version_id: str | None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def ident(self) -> tuple[str, str, str]:
+        """The identity in the state DB: (bucket, key, version or '')."""
+        return (self.bucket, self.key, self.version_id or "")
+
+
 @dataclass(frozen=True, order=True)
-class ObjectRef:
+class ObjectRef(_S3Object):
     """One listed object (or object version) to audit."""
 
     bucket: str
@@ -49,15 +67,6 @@ class ObjectRef:
     delete_marker: bool = False
     origin: str | None = None  # "cloudfront:DIST/origin-id" when it came from a distribution
     storage_class: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @property
-    def ident(self) -> tuple[str, str, str]:
-        """The identity in the state DB: (bucket, key, version or '')."""
-        return (self.bucket, self.key, self.version_id or "")
 
     def with_(self, **kw: Any) -> "ObjectRef":
         return replace(self, **kw)
@@ -76,7 +85,7 @@ def _freeze(d: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
 
 
 @dataclass(frozen=True)
-class ObjectResult:
+class ObjectResult(_S3Object):
     """The audit verdict for one object, with the evidence behind it.
 
     ``c2pa`` is ``{"state", "codes", "reason", ...}`` (the states of ``synthguard verify``),
@@ -116,14 +125,6 @@ class ObjectResult:
         return (self.bucket, self.key, self.version_id, self.etag, self.size, self.content_type, self.status,
                 _freeze(self.c2pa), _freeze(self.watermark), _freeze(self.training_match), self.error,
                 self.media_type, _freeze(dict(self.owner_tags)), self.origin)
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @property
-    def ident(self) -> tuple[str, str, str]:
-        return (self.bucket, self.key, self.version_id or "")
 
     @property
     def severity(self) -> str:
@@ -224,6 +225,28 @@ class AuditResult:
         for name in fail_on:
             statuses |= FAIL_ON.get(name, frozenset({name}))
         return [o for o in self.objects if o.status in statuses]
+
+    def failed_findings(self, severity: str | None) -> list[Any]:
+        """Failed posture findings at or above ``severity`` (``--fail-severity``; None or "none": never).
+
+        Findings may be :class:`~s3sync.posture.models.Finding` values or the dicts the state DB
+        gives back; both are judged by their ``status`` and ``severity``."""
+        if severity is None or str(severity).lower() == "none":
+            return []
+        from .posture.models import severity_rank
+
+        floor = severity_rank(severity)
+        out = []
+        for f in self.findings:
+            d = _as_dict(f)
+            if not isinstance(d, Mapping) or str(d.get("status")) != "fail":
+                continue
+            try:
+                if severity_rank(str(d.get("severity"))) >= floor:
+                    out.append(f)
+            except ValueError:  # a finding without a known severity cannot pass a severity gate
+                out.append(f)
+        return out
 
     def to_dict(self, *, include_skipped: int = 100) -> dict[str, Any]:
         """JSON shape: {"run_id", "summary", "objects": [...], "findings": [...], ...}."""

@@ -265,7 +265,7 @@ class State:
                 "INSERT OR REPLACE INTO results (bucket, key, version_id, etag, config_fp, status, result, "
                 "checked_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item.bucket, item.key, ver, etag, config_fp, status, json.dumps(payload, default=str),
-                 now_iso(), run_id))
+                 getattr(item, "checked_at", None) or now_iso(), run_id))
         return True
 
     def begin(self) -> None:
@@ -275,11 +275,18 @@ class State:
         if self.db.in_transaction:
             self.db.execute("COMMIT")
 
-    def add_findings(self, run_id: str, kind: str, findings: Iterable[Any]) -> None:
-        """Attach other checks' findings (posture, edge samples) to a run."""
+    def add_findings(self, run_id: str, kind: str, findings: Iterable[Any], *, replace: bool = False) -> None:
+        """Attach other checks' findings (posture, edge samples) to a run.
+
+        ``replace`` first drops the run's findings of this kind, so a resumed run that had already
+        stored them before it was interrupted does not list them twice.
+        """
+        self.commit()
+        self.db.execute("BEGIN")
+        if replace:
+            self.db.execute("DELETE FROM findings WHERE run_id=? AND kind=?", (run_id, kind))
         row = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM findings WHERE run_id=?", (run_id,)).fetchone()
         seq = int(row[0]) + 1
-        self.db.execute("BEGIN")
         for f in findings:
             d = f.to_dict() if hasattr(f, "to_dict") else f
             self.db.execute("INSERT INTO findings (run_id, seq, kind, finding) VALUES (?, ?, ?, ?)",

@@ -105,6 +105,7 @@ class Auditor:
                  versions: bool = False, resume: bool = True, max_inline_bytes: int = DEFAULT_MAX_INLINE,
                  part_size: int = DEFAULT_PART_SIZE, fetch_attempts: int = 4,
                  sample_edge: int = 0, edge_url_map: Any = None, tmp_dir: str | None = None,
+                 posture: bool | None = False, posture_config: Any = None,
                  progress: ProgressFn | None = None) -> None:
         self.targets_in = _target_list(targets)
         if not self.targets_in:
@@ -131,8 +132,22 @@ class Auditor:
                 raise AuditError(f"--edge-url-map: {exc}") from None
         self.tmp_dir = tmp_dir
         self.progress = progress
-        self.cfg = _checks.CheckConfig(trust_anchors=_read_anchors(trust_anchors),
-                                       **_watermark_key(watermark_key_file), watermark=watermark,
+        # Posture (issue 6) of the audited buckets: False off, True every audited bucket (CloudFront
+        # origins included), None the buckets of s3:// targets only (the CLI's default).
+        self.posture = posture
+        self._posture_cfg = None
+        if posture is not False:
+            from .auditposture import load_posture_config
+
+            try:  # a bad synthguard.toml is a usage error now, not after the whole audit ran
+                self._posture_cfg = load_posture_config(posture_config)
+            except (OSError, ValueError) as exc:
+                raise AuditError(f"--posture-config: {exc}") from None
+        self._posture_job: cf.Future | None = None
+        # The key matters (and the watermark room is imported) only when the watermark is checked.
+        wm_key = (_watermark_key(watermark_key_file) if watermark or watermark_key_file is not None
+                  else {"watermark_key": None, "watermark_key_kind": None})
+        self.cfg = _checks.CheckConfig(trust_anchors=_read_anchors(trust_anchors), **wm_key, watermark=watermark,
                                        watermark_when_trusted=not watermark_trust_manifest,
                                        registry_path=_registry_path(registry))
         self.cfg_fp = self.cfg.fingerprint()
@@ -197,6 +212,8 @@ class Auditor:
         done_before = st.run_members(self.run_id) if resumed else set()
         self.stats = AuditStats()
         self._batched = 0
+        self._start_posture(targets)
+        self._s3 = self._fetch_client()
         pool = self._make_process_pool()
         io = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="s3audit")
         inflight: set[cf.Future] = set()
@@ -260,6 +277,29 @@ class Auditor:
         self._finish(targets)
         if own_state:
             st.close()
+
+    def _start_posture(self, targets: Sequence[S3Target]) -> None:
+        """Run the posture checks of the audited buckets in a background thread: a few API calls
+        per bucket and account that overlap the audit's own I/O instead of adding to it."""
+        if self.posture is False:
+            return
+        scoped = [t for t in targets if self.posture or not t.origin]
+        if not scoped:
+            return
+        from .auditposture import run_for_audit
+
+        job: cf.Future = cf.Future()
+
+        def work() -> None:
+            try:
+                job.set_result(run_for_audit(scoped, self.factory, self._posture_cfg))
+            except BaseException as exc:  # pragma: no cover - run_for_audit catches what it can
+                job.set_exception(exc)
+
+        # A daemon thread: an audit that stops early (a listing error, Ctrl-C) exits without waiting
+        # for API calls whose answers nobody will read.
+        threading.Thread(target=work, name="s3audit-posture", daemon=True).start()
+        self._posture_job = job
 
     def _drain(self, inflight: set[cf.Future], *, block: bool) -> Iterator[ObjectResult]:
         if not inflight:
@@ -370,8 +410,18 @@ class Auditor:
                             media_type=outcome.mime or fetched.mime, owner_tags=self._tags.get(ref.bucket, {}),
                             timings=timings, checked_at=now_iso(), origin=ref.origin)
 
+    def _fetch_client(self) -> Any:
+        """One S3 client for every I/O thread: boto3 clients are thread-safe and its urllib3 pool
+        holds ``workers`` connections, so nothing is serialised; creating one client per thread cost
+        ~30 ms of CPU each per run, and one client means one adaptive rate limiter for the run (a
+        SlowDown slows every thread, not just the one that saw it)."""
+        f = self.factory
+        if isinstance(f, ClientFactory):
+            return f.new_client("s3", config=f.config("s3", max_pool_connections=max(f.max_pool, self.workers + 4)))
+        return f.client("s3")  # any object with .client(service)
+
     def _fetch(self, ref: ObjectRef) -> _Fetched:
-        client = self.factory.client("s3")
+        client = self._s3
         out = _Fetched(ref=ref)
         by_name = mime_from_name(ref.key)
         vkw = {"VersionId": ref.version_id} if ref.version_id else {}
@@ -440,27 +490,32 @@ class Auditor:
             with self._lock:
                 self.stats.retries += n
 
-    def _get_bytes(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[bytes, str | None]:
-        def once() -> tuple[bytes, str | None]:
-            kw = dict(vkw)
-            if ref.etag and not ref.version_id:
-                kw["IfMatch"] = f'"{ref.etag}"'  # the bytes we check are the ETag we record
-            resp = client.get_object(Bucket=ref.bucket, Key=ref.key, **kw)
-            self._count_retries(resp)
-            body = resp["Body"]
-            try:
-                data = body.read()
-            finally:
-                body.close()
-            n = resp.get("ContentLength")
-            if n is not None and len(data) != int(n):
-                raise ConnectionError(f"short read: {len(data)} of {n} bytes")
-            return data, resp.get("ContentType")
-
-        data, ct = self._call(once)
+    def _get_once(self, client: Any, ref: ObjectRef, vkw: dict[str, str],
+                  span: tuple[int, int] | None = None) -> tuple[bytes, str | None]:
+        """One GET of the object (or of the byte range ``span``, inclusive), read whole and checked
+        for length: a short body raises ConnectionError, which :meth:`_call` retries."""
+        kw = dict(vkw)
+        if ref.etag and not ref.version_id:
+            kw["IfMatch"] = f'"{ref.etag}"'  # the bytes we check are the ETag we record
+        if span is not None:
+            kw["Range"] = f"bytes={span[0]}-{span[1]}"
+        resp = client.get_object(Bucket=ref.bucket, Key=ref.key, **kw)
+        self._count_retries(resp)
+        body = resp["Body"]
+        try:
+            data = body.read()
+        finally:
+            body.close()
+        want = span[1] - span[0] + 1 if span is not None else resp.get("ContentLength")
+        if want is not None and len(data) != int(want):
+            where = f" at {span[0]}" if span is not None else ""
+            raise ConnectionError(f"short read{where}: {len(data)} of {want} bytes")
         with self._lock:
             self.stats.bytes_read += len(data)
-        return data, ct
+        return data, resp.get("ContentType")
+
+    def _get_bytes(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[bytes, str | None]:
+        return self._call(lambda: self._get_once(client, ref, vkw))
 
     def _get_to_file(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[str, str | None]:
         """Ranged GETs of ``part_size`` into a temp file: bounded memory, retries per part."""
@@ -471,27 +526,9 @@ class Auditor:
         try:
             with os.fdopen(fd, "wb") as fh:
                 for start in range(0, size, self.part_size):
-                    end = min(size, start + self.part_size) - 1
-
-                    def part(start: int = start, end: int = end) -> tuple[bytes, str | None]:
-                        kw = dict(vkw)
-                        if ref.etag and not ref.version_id:
-                            kw["IfMatch"] = f'"{ref.etag}"'
-                        resp = client.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes={start}-{end}", **kw)
-                        self._count_retries(resp)
-                        body = resp["Body"]
-                        try:
-                            data = body.read()
-                        finally:
-                            body.close()
-                        if len(data) != end - start + 1:
-                            raise ConnectionError(f"short ranged read at {start}: {len(data)} bytes")
-                        return data, resp.get("ContentType")
-
-                    data, ct = self._call(part)
+                    span = (start, min(size, start + self.part_size) - 1)
+                    data, ct = self._call(lambda span=span: self._get_once(client, ref, vkw, span))
                     fh.write(data)
-                    with self._lock:
-                        self.stats.bytes_read += len(data)
         except BaseException:
             os.unlink(path)
             raise
@@ -504,8 +541,13 @@ class Auditor:
             return None
         # forkserver: children start from a clean process, not a fork of one with live boto3 threads.
         ctx = multiprocessing.get_context("forkserver")
-        return cf.ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx,
-                                      initializer=_checks.init_process, initargs=(self.cfg,))
+        pool = cf.ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx,
+                                      initializer=_checks.init_process, initargs=(self.cfg, True))
+        # Workers start on demand; a no-op task each starts them (and their imports) now, while the
+        # listing and the first GETs run, instead of when the first objects are waiting.
+        for _ in range(self.processes):
+            pool.submit(_checks.ready)
+        return pool
 
     def _finish(self, targets: Sequence[S3Target]) -> None:
         st = self.state
@@ -535,7 +577,10 @@ class Auditor:
                                            edge_url_map=self._edge_map,
                                            trust_anchors=self.cfg.trust_anchors, watermark_key=self.cfg.watermark_key)
             summary.update(cloudfront.summarize(edge))
-            st.add_findings(self.run_id, "edge", edge)
+            st.add_findings(self.run_id, "edge", edge, replace=True)
+        if self._posture_job is not None:
+            findings, summary["posture"] = self._posture_job.result()  # run_for_audit never raises
+            st.add_findings(self.run_id, "posture", findings, replace=True)
         st.finish_run(self.run_id, summary)
         self.summary = summary
 
@@ -571,16 +616,21 @@ def _not_found(exc: BaseException) -> bool:
 
 
 def _read_anchors(value: Any) -> bytes | None:
+    """Trust-anchor PEM bytes (path, PEM text or bytes) through ``provenance.certs.read_pem``,
+    checked once here so a wrong file is a usage error before anything is listed."""
     if value is None:
         return None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    p = Path(value)
-    if not p.is_file():
-        raise AuditError(f"trust anchors file not found: {p}")
-    data = p.read_bytes()
+    from provenance.certs import read_pem
+
+    try:
+        data = read_pem(bytes(value) if isinstance(value, bytearray) else value)
+    except FileNotFoundError:
+        raise AuditError(f"trust anchors file not found: {value}") from None
+    except (OSError, ValueError) as exc:
+        raise AuditError(f"trust anchors: {exc}") from None
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise AuditError(f"{p}: no PEM certificate in the trust anchors file")
+        raise AuditError(f"{value if not isinstance(value, (bytes, bytearray)) else 'trust anchors'}: "
+                         "no PEM certificate in the trust anchors file")
     return data
 
 

@@ -77,6 +77,9 @@ ATTACKS = {
     "brightness1.2": lambda a: np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(1.2)),
     "median3": lambda a: cv2.medianBlur(a, 3),
     "jpeg75+resize0.75": lambda a: _resize(_jpeg(a, 75), 0.75),
+    "aspect1.3": lambda a: _resize(a, 1.3, 1.0),
+    "crop60+rot5+jpeg70": lambda a: _jpeg(np.asarray(Image.fromarray(a[60:60 + 397, 20:20 + 397]).rotate(
+        5, resample=Image.Resampling.BILINEAR)), 70),
 }
 
 

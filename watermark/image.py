@@ -40,8 +40,8 @@ SYNC_CELLS = 240      # cells of the tile carrying the keyed sync pattern (the r
 MIN_EMBED_SHORT = 256
 DET_SHORT = 256       # detection works on a copy whose short side is at most this
 # Strength (luminance levels): floor on flat areas, gain on local std, ceiling, global RMS cap.
-A_FLOOR = 1.5
-A_GAIN = 0.12
+A_FLOOR = 1.0
+A_GAIN = 0.16
 A_MAX = 3.8
 RMS_CAP = 2.4
 HIGHLIGHT_END = 240.0  # mark strength ramps down from HIGHLIGHT_END - 40 to HIGHLIGHT_END - 10
@@ -77,6 +77,7 @@ class _KeyPattern:
     sync_fft: np.ndarray        # conj FFT of the sync template at FOLD resolution
 
 
+@lru_cache(maxsize=4)
 def _filter(n: int) -> np.ndarray:
     """Spectral roll-off on an n x n FFT grid (frequencies in cycles per tile)."""
     f = np.fft.fftfreq(n) * n
@@ -125,8 +126,10 @@ def _tile(key: bytes, bits: np.ndarray, gains: np.ndarray | None = None, sync_ga
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma as float32 (the channel the mark lives in)."""
-    f = rgb.astype(np.float32)
-    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    y = rgb[..., 0] * np.float32(0.299)   # channel by channel: an 8K picture stays light
+    y += rgb[..., 1] * np.float32(0.587)
+    y += rgb[..., 2] * np.float32(0.114)
+    return y
 
 
 def _mask(y: np.ndarray, wc: int, hc: int) -> np.ndarray:
@@ -147,12 +150,20 @@ def _mask(y: np.ndarray, wc: int, hc: int) -> np.ndarray:
     return shifted * float(np.clip(renorm, 1.0, HIGHLIGHT_RENORM))
 
 
-def _residual(tile: np.ndarray, alpha: np.ndarray, w: int, h: int) -> np.ndarray:
+def _canonical_delta(tile: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The tiled mark times the strength map, on the canonical grid."""
     hc, wc = alpha.shape
     reps = (hc // TILE_R + 1, wc // TILE_R + 1)
-    delta_c = np.tile(tile, reps)[:hc, :wc] * alpha
-    interp = cv2.INTER_CUBIC if w > wc else cv2.INTER_AREA
+    return np.tile(tile, reps)[:hc, :wc] * alpha
+
+
+def _resize_delta(delta_c: np.ndarray, w: int, h: int) -> np.ndarray:
+    interp = cv2.INTER_CUBIC if w > delta_c.shape[1] else cv2.INTER_AREA
     return cv2.resize(delta_c, (w, h), interpolation=interp)
+
+
+def _rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
 
 
 def _embed_geometry(h: int, w: int) -> tuple[int, int, int, int, float, float]:
@@ -166,13 +177,6 @@ def _embed_geometry(h: int, w: int) -> tuple[int, int, int, int, float, float]:
     origin = 0.5 * (wd / wc) - 0.5
     period = TILE_R * wd / wc
     return wc, hc, wd, hd, origin, period
-
-
-def _front(rgb_or_y: np.ndarray, wd: int, hd: int) -> np.ndarray:
-    y = rgb_or_y if rgb_or_y.ndim == 2 else luminance(rgb_or_y)
-    if y.shape != (hd, wd):
-        y = cv2.resize(y, (wd, hd), interpolation=cv2.INTER_AREA)
-    return _whiten(y)
 
 
 def embed_rgb(rgb: np.ndarray, payload: bytes, key: bytes) -> np.ndarray:
@@ -191,32 +195,37 @@ def embed_rgb(rgb: np.ndarray, payload: bytes, key: bytes) -> np.ndarray:
     wc, hc, wd, hd, origin, period = _embed_geometry(h, w)
     y = luminance(rgb)
     alpha = _mask(y, wc, hc)
+    yd = y if y.shape == (hd, wd) else cv2.resize(y, (wd, hd), interpolation=cv2.INTER_AREA)
+    del y
     base = _tile(key, bits, sync_gain=SYNC_GAIN)
     norm = 1.0 / float(np.sqrt(np.mean(base**2)))
-    delta = _residual(base * norm, alpha, w, h)
+    delta_c = _canonical_delta(base * norm, alpha)
     if INFORMED:
+        # Everything at the detector's resolution (the front end is linear up to the whitening).
         v1, v2 = np.array([period, 0.0]), np.array([0.0, period])
         o = np.array([origin, origin])
-        host = _demod(np.fft.fft2(_fold(_front(y, wd, hd), v1, v2, o)), 0.0, 0.0, pat)
-        marked = _demod(np.fft.fft2(_fold(_front(y + delta, wd, hd), v1, v2, o)), 0.0, 0.0, pat)
+        host = _demod(np.fft.fft2(_fold(_whiten(yd), v1, v2, o)), 0.0, 0.0, pat)
+        marked_d = yd + _resize_delta(delta_c, wd, hd)
+        marked = _demod(np.fft.fft2(_fold(_whiten(marked_d), v1, v2, o)), 0.0, 0.0, pat)
         gain = (marked - host) * bits
         g = float(np.median(gain))
         if g > 0:
             target = INFORMED_MARGIN * g
             gains = np.clip((target - bits * host) / np.maximum(gain, 0.2 * g), GAIN_MIN, GAIN_MAX)
-            tile = _tile(key, bits, gains, SYNC_GAIN)
-            blind_rms = float(np.sqrt(np.mean(delta * delta)))
-            delta = _residual(tile * norm, alpha, w, h)
+            blind_rms = _rms(delta_c)
+            delta_c = _canonical_delta(_tile(key, bits, gains, SYNC_GAIN) * norm, alpha)
             # Informed gains re-shape the energy; they may raise it only a little (flat pictures,
             # which have no interference to fight, must not get a stronger, visible grain).
-            grown = float(np.sqrt(np.mean(delta * delta)))
+            grown = _rms(delta_c)
             if grown > INFORMED_GROWTH * blind_rms:
-                delta *= INFORMED_GROWTH * blind_rms / grown
-    rms = float(np.sqrt(np.mean(delta * delta)))
+                delta_c *= INFORMED_GROWTH * blind_rms / grown
+    delta = _resize_delta(delta_c, w, h)
+    rms = _rms(delta)
     if rms > RMS_CAP:
         delta *= RMS_CAP / rms
-    out = rgb.astype(np.float32) + delta[..., None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # rgb is integer, so rint(rgb + delta) == rgb + rint(delta): int16 keeps 8K pictures light.
+    d16 = np.rint(delta).astype(np.int16)[..., None]
+    return np.clip(rgb.astype(np.int16) + d16, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,5 +112,15 @@ class Finding:
                 "remediation": self.remediation, "title": self.title, "region": self.region,
                 "account": self.account, "resource_type": self.resource_type}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
+        """The inverse of :meth:`to_dict` (findings stored in the audit's state DB come back as dicts).
+
+        Raises ValueError/KeyError/TypeError for a dict that is not a finding (unknown severity, no check)."""
+        names = ("check", "resource", "status", "severity", "owner", "evidence", "remediation", "title", "region",
+                 "account", "resource_type")
+        kw = {k: d[k] for k in names if d.get(k) is not None}
+        return cls(**kw)
+
     def __str__(self) -> str:
         return f"{self.status.value.upper():7} {self.severity:8} {self.check:32} {self.resource}"

@@ -5,27 +5,17 @@ dicts, so the formats cannot drift apart.
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from .checks import CHECK_IDS, REGISTRY
-from .models import Finding, Status
+from ..reports.csvfmt import csv_text
+from ..reports.sarif import findings_sarif, sarif_log, tool_version
+from .models import SEVERITIES, Finding, Status, severity_rank
 
 FORMATS = ("table", "json", "csv", "sarif", "ocsf", "asff")
-TOOL_URI = "https://github.com/synthguard/synthguard"
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("synthguard")
-    except Exception:
-        return "0+unknown"
 
 
 def summary(findings: Sequence[Finding], out_of_scope: int | None = None,
@@ -33,7 +23,7 @@ def summary(findings: Sequence[Finding], out_of_scope: int | None = None,
     s: dict[str, Any] = {"total": len(findings)}
     for st in Status:
         s[st.value] = sum(1 for f in findings if f.status is st)
-    s["failed_by_severity"] = {sev: n for sev in ("critical", "high", "medium", "low", "informational")
+    s["failed_by_severity"] = {sev: n for sev in reversed(SEVERITIES)
                                if (n := sum(1 for f in findings if f.failed and f.severity == sev))}
     if out_of_scope is not None:
         s["buckets_out_of_scope"] = out_of_scope
@@ -73,63 +63,25 @@ CSV_COLUMNS = ("check", "resource", "status", "severity", "owner", "title", "reg
                "remediation", "evidence")
 
 
-def to_csv(findings: Sequence[Finding]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    w.writeheader()
+def to_csv(findings: Sequence[Finding | Mapping[str, Any]]) -> str:
+    """One row per finding (Finding values or their dicts, as the audit's state DB returns them)."""
+    rows = []
     for f in findings:
-        d = f.to_dict()
-        d["evidence"] = json.dumps(d["evidence"], sort_keys=True)
-        d["owner"] = d["owner"] or ""
-        w.writerow({k: d[k] for k in CSV_COLUMNS})
-    return buf.getvalue()
+        d = f.to_dict() if hasattr(f, "to_dict") else dict(f)
+        d["evidence"] = json.dumps(d.get("evidence") or {}, sort_keys=True)
+        rows.append([d.get(k) or "" for k in CSV_COLUMNS])
+    return csv_text(CSV_COLUMNS, rows)
 
 
 # ----------------------------------------------------------------------------- SARIF 2.1.0
-_SARIF_SCORE = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "informational": "0.0"}
-_SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "informational": "note"}
-
-
-def sarif_skeleton(tool_name: str, version: str, rules: list[dict], results: list[dict],
-                   information_uri: str = TOOL_URI) -> dict[str, Any]:
-    """The minimal valid SARIF 2.1.0 log around one run (shared shape for any synthguard SARIF)."""
-    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-            "runs": [{"tool": {"driver": {"name": tool_name, "version": version, "informationUri": information_uri,
-                                          "rules": rules}},
-                      "results": results}]}
-
-
 def to_sarif(findings: Sequence[Finding]) -> dict[str, Any]:
-    rules, index = [], {}
-    for i, cid in enumerate(CHECK_IDS):
-        meta = REGISTRY[cid][0]
-        index[cid] = i
-        rules.append({"id": cid, "name": cid.replace(".", "_"), "shortDescription": {"text": meta.title},
-                      "fullDescription": {"text": meta.risk}, "help": {"text": meta.remediation},
-                      "defaultConfiguration": {"level": _SARIF_LEVEL[meta.severity]},
-                      "properties": {"security-severity": _SARIF_SCORE[meta.severity],
-                                     "tags": ["security", "synthguard", meta.service]}})
-    results = []
-    for f in findings:
-        kind = {"fail": "fail", "pass": "pass", "unknown": "review"}[f.status.value]
-        ev = f.evidence or {}
-        msg = f"{f.title or f.check}: {f.resource}"
-        if ev.get("reason") or ev.get("why"):
-            msg += f" ({ev.get('reason') or ev.get('why')})"
-        results.append({"ruleId": f.check, "ruleIndex": index.get(f.check, -1), "kind": kind,
-                        "level": _SARIF_LEVEL[f.severity] if kind == "fail" else "none",
-                        "message": {"text": msg},
-                        # physicalLocation too: code-scanning uploads (GitHub) require one; the ARN is a valid URI
-                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": f.resource}},
-                                       "logicalLocations": [{"fullyQualifiedName": f.resource, "kind": "resource"}]}],
-                        "partialFingerprints": {"synthguardFinding/v1": f.uid},
-                        "properties": {"status": f.status.value, "severity": f.severity, "owner": f.owner,
-                                       "evidence": f.to_dict()["evidence"]}})
-    return sarif_skeleton("synthguard-posture", _version(), rules, results)
+    """Every check as a rule (registry order), every finding as a result: the shared writer's shape."""
+    rules: list[dict] = []
+    results = findings_sarif(findings, rules, all_checks=True)
+    return sarif_log("synthguard-posture", rules, results)
 
 
 # ----------------------------------------------------------------------------- OCSF Detection Finding
-_OCSF_SEVERITY = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 OCSF_VERSION = "1.1.0"
 
 
@@ -140,7 +92,7 @@ def to_ocsf(findings: Sequence[Finding], now: float | None = None) -> list[dict[
     for f in findings:
         d = f.to_dict()
         ev = d["evidence"]
-        sev_id = _OCSF_SEVERITY[f.severity]
+        sev_id = severity_rank(f.severity) + 1  # OCSF: 1 informational .. 5 critical
         passed = f.status is Status.PASS
         resource: dict[str, Any] = {"uid": f.resource, "type": f.resource_type or "Other", "region": f.region,
                                     "cloud_partition": "aws", "data": {"evidence": ev}}
@@ -156,7 +108,7 @@ def to_ocsf(findings: Sequence[Finding], now: float | None = None) -> list[dict[
             "message": f.title or f.check,
             "metadata": {"version": OCSF_VERSION, "event_code": f.check, "uid": f.uid,
                          "product": {"name": "synthguard", "vendor_name": "synthguard", "uid": "synthguard-posture",
-                                     "version": _version()}},
+                                     "version": tool_version()}},
             "finding_info": {"uid": f.uid, "title": f.title or f.check, "desc": f"{f.check} on {f.resource}",
                              "types": [f.check.split(".")[0]], "created_time": ms},
             "resources": [resource],
@@ -169,7 +121,6 @@ def to_ocsf(findings: Sequence[Finding], now: float | None = None) -> list[dict[
 
 
 # ----------------------------------------------------------------------------- ASFF (Security Hub)
-_ASFF_LABEL = {"informational": "INFORMATIONAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "critical": "CRITICAL"}
 
 
 def _iso(ts: float) -> str:
@@ -196,7 +147,7 @@ def to_asff(findings: Sequence[Finding], account_id: str | None = None, region: 
             "AwsAccountId": acct,
             "Types": ["Software and Configuration Checks/AWS Security Best Practices/synthguard"],
             "CreatedAt": stamp, "UpdatedAt": stamp,
-            "Severity": {"Label": _ASFF_LABEL[f.severity], "Original": f.severity},
+            "Severity": {"Label": f.severity.upper(), "Original": f.severity},
             "Title": (f.title or f.check)[:256],
             "Description": desc[:1024],
             "Remediation": {"Recommendation": {"Text": f.remediation[:512]}},

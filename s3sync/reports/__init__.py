@@ -20,27 +20,21 @@ def render(result: AuditResult, fmt: str = "table", **kw: Any) -> str:
     return fn(result, **kw)
 
 
+# format -> (module of this package, function): imported on first use, so one format costs one import
+_RENDERERS: dict[str, tuple[str, str]] = {
+    "json": ("jsonfmt", "to_json"), "jsonl": ("jsonfmt", "to_jsonl"), "csv": ("csvfmt", "to_csv"),
+    "sarif": ("sarif", "to_sarif"), "html": ("html", "to_html"), "table": ("table", "to_table"),
+}
+
+
 def _renderer(fmt: str) -> Callable[..., str]:
-    fmt = fmt.lower()
-    if fmt == "json":
-        from .jsonfmt import to_json
-        return to_json
-    if fmt == "jsonl":
-        from .jsonfmt import to_jsonl
-        return to_jsonl
-    if fmt == "csv":
-        from .csvfmt import to_csv
-        return to_csv
-    if fmt == "sarif":
-        from .sarif import to_sarif
-        return to_sarif
-    if fmt == "html":
-        from .html import to_html
-        return to_html
-    if fmt == "table":
-        from .table import to_table
-        return to_table
-    raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+    try:
+        module, name = _RENDERERS[fmt.lower()]
+    except KeyError:
+        raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})") from None
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def finding_fields(f: Any) -> dict[str, Any]:

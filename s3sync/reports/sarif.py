@@ -1,16 +1,26 @@
-"""SARIF 2.1.0: code-scanning dashboards (GitHub, Azure DevOps) show each problem object as a result.
+"""SARIF 2.1.0, the one writer: the log skeleton, the severity maps and the finding -> result mapping
+shared by the audit report (objects and the findings attached to a run) and ``synthguard posture``.
 
-Rules are the audit statuses (one rule per status that signals a problem); objects that are ``ok``
-produce no result. Locations are the ``s3://`` URIs of the objects.
+Audit objects: rules are the audit statuses (one rule per status that signals a problem); objects that
+are ``ok`` produce no result; locations are the ``s3://`` URIs. Posture findings: one rule per check
+id (from the check registry), results with ``kind`` pass/fail/review and the ARN as location.
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from ..models import AuditResult
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+TOOL_URI = "https://github.com/synthguard/synthguard"
+
+# severity -> SARIF level of a failing result, and GitHub code scanning's numeric "security-severity"
+LEVEL: dict[str, str] = {"critical": "error", "high": "error", "medium": "warning", "low": "note",
+                         "informational": "note"}
+SECURITY_SEVERITY: dict[str, str] = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0",
+                                     "informational": "0.0"}
+KIND: dict[str, str] = {"fail": "fail", "pass": "pass", "unknown": "review"}
 
 RULES: dict[str, tuple[str, str, str]] = {
     # status: (id, short description, level)
@@ -23,19 +33,111 @@ RULES: dict[str, tuple[str, str, str]] = {
 }
 
 
+def tool_version() -> str:
+    """synthguard's installed version (``0+unknown`` when run from a source tree)."""
+    try:
+        from importlib.metadata import version
+
+        return version("synthguard")
+    except Exception:
+        return "0+unknown"
+
+
+def level(severity: Any) -> str:
+    """The SARIF level for a severity name (``warning`` for anything unknown)."""
+    return LEVEL.get(str(severity or "").lower(), "warning")
+
+
+def sarif_log(tool_name: str, rules: list[dict], results: list[dict], *, version: str | None = None,
+              information_uri: str = TOOL_URI, run_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The minimal valid SARIF 2.1.0 log around one run (every synthguard SARIF document has this shape)."""
+    run: dict[str, Any] = {"tool": {"driver": {"name": tool_name, "version": version or tool_version(),
+                                               "informationUri": information_uri, "rules": rules}}}
+    run.update(run_extra or {})
+    run["results"] = results
+    return {"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}
+
+
+# ----------------------------------------------------------------------------- posture findings
+def check_rule(meta: Any) -> dict[str, Any]:
+    """A posture check's rule (``meta`` is its :class:`~s3sync.posture.models.CheckMeta`)."""
+    return {"id": meta.id, "name": meta.id.replace(".", "_"), "shortDescription": {"text": meta.title},
+            "fullDescription": {"text": meta.risk}, "help": {"text": meta.remediation},
+            "defaultConfiguration": {"level": LEVEL[meta.severity]},
+            "properties": {"security-severity": SECURITY_SEVERITY[meta.severity],
+                           "tags": ["security", "synthguard", meta.service]}}
+
+
+def finding_result(f: Any, rule_index: int = -1) -> dict[str, Any]:
+    """A posture :class:`~s3sync.posture.models.Finding` as a SARIF result (level only for kind=fail)."""
+    kind = KIND[f.status.value]
+    ev = f.evidence or {}
+    msg = f"{f.title or f.check}: {f.resource}"
+    if ev.get("reason") or ev.get("why"):
+        msg += f" ({ev.get('reason') or ev.get('why')})"
+    return {"ruleId": f.check, "ruleIndex": rule_index, "kind": kind,
+            "level": LEVEL[f.severity] if kind == "fail" else "none",
+            "message": {"text": msg},
+            # physicalLocation too: code-scanning uploads (GitHub) require one; the ARN is a valid URI
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": f.resource}},
+                           "logicalLocations": [{"fullyQualifiedName": f.resource, "kind": "resource"}]}],
+            "partialFingerprints": {"synthguardFinding/v1": f.uid},
+            "properties": {"status": f.status.value, "severity": f.severity, "owner": f.owner,
+                           "evidence": f.to_dict()["evidence"]}}
+
+
+def findings_sarif(findings: Iterable[Any], rules: list[dict], *, all_checks: bool) -> list[dict]:
+    """Results for ``findings``, appending check rules to ``rules`` (all of them, or those used).
+
+    Findings may be Finding values or their dicts (as the state DB returns them); a dict that is not
+    a finding still becomes a result, under its own rule id, so nothing attached to a run is dropped.
+    """
+    from ..posture.checks import CHECK_IDS, REGISTRY
+    from ..posture.models import Finding
+
+    index = {r["id"]: i for i, r in enumerate(rules)}
+
+    def rule_index(cid: str) -> int:
+        if cid not in index and cid in REGISTRY:
+            index[cid] = len(rules)
+            rules.append(check_rule(REGISTRY[cid][0]))
+        return index.get(cid, -1)
+
+    if all_checks:
+        for cid in CHECK_IDS:
+            rule_index(cid)
+    results = []
+    for f in findings:
+        if not isinstance(f, Finding):
+            d = f.to_dict() if hasattr(f, "to_dict") else f
+            try:
+                f = Finding.from_dict(d)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                rid = str(d.get("check") or d.get("id") or "SG-FINDING") if isinstance(d, Mapping) else "SG-FINDING"
+                d = dict(d) if isinstance(d, Mapping) else {"value": str(d)}
+                results.append({"ruleId": rid, "level": level(d.get("severity")),
+                                "message": {"text": str(d.get("title") or d.get("message") or d.get("status") or rid)},
+                                "locations": [{"physicalLocation": {"artifactLocation": {"uri": str(d.get("resource", ""))}}}],
+                                "properties": d})
+                continue
+        results.append(finding_result(f, rule_index(f.check)))
+    return results
+
+
+# ----------------------------------------------------------------------------- the audit report
 def to_sarif(result: AuditResult, **_: Any) -> str:
     rules = [{"id": rid, "name": status, "shortDescription": {"text": text},
-              "defaultConfiguration": {"level": level},
-              "properties": {"status": status}} for status, (rid, text, level) in RULES.items()]
+              "defaultConfiguration": {"level": lvl},
+              "properties": {"status": status}} for status, (rid, text, lvl) in RULES.items()]
     index = {status: i for i, status in enumerate(RULES)}
     results = []
     for o in result.objects:
         if o.status not in RULES:
             continue
-        rid, _text, level = RULES[o.status]
+        rid, _text, lvl = RULES[o.status]
         uri = o.uri + (f"?versionId={o.version_id}" if o.version_id else "")
         results.append({
-            "ruleId": rid, "ruleIndex": index[o.status], "level": level,
+            "ruleId": rid, "ruleIndex": index[o.status], "level": lvl,
             "message": {"text": f"{o.status}: {o.uri}" + (f" ({o.reason})" if o.reason else "")},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
             "partialFingerprints": {"objectEtag": f"{o.bucket}/{o.key}/{o.version_id or ''}/{o.etag or ''}"},
@@ -43,35 +145,9 @@ def to_sarif(result: AuditResult, **_: Any) -> str:
                            "contentType": o.content_type, "c2pa": o.c2pa, "watermark": o.watermark,
                            "trainingMatch": o.training_match, "ownerTags": dict(o.owner_tags)},
         })
-    for f in result.findings:
-        d = f.to_dict() if hasattr(f, "to_dict") else dict(f)
-        rid = str(d.get("check") or d.get("id") or "SG-FINDING")
-        results.append({"ruleId": rid, "level": _level(d.get("severity")),
-                        "message": {"text": str(d.get("title") or d.get("message") or d.get("status") or rid)},
-                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": str(d.get("resource", ""))}}}],
-                        "properties": d})
-    doc = {
-        "$schema": SCHEMA, "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "synthguard", "informationUri": "https://github.com/synthguard/synthguard",
-                                "version": _version(), "rules": rules}},
-            "automationDetails": {"id": f"synthguard-audit/{result.run_id}"},
-            "results": results,
-            "properties": {"summary": dict(result.summary)},
-        }],
-    }
+    if result.findings:
+        results += findings_sarif(result.findings, rules, all_checks=False)
+    doc = sarif_log("synthguard", rules, results,
+                    run_extra={"automationDetails": {"id": f"synthguard-audit/{result.run_id}"},
+                               "properties": {"summary": dict(result.summary)}})
     return json.dumps(doc, indent=2, default=str) + "\n"
-
-
-def _level(sev: Any) -> str:
-    s = str(sev or "").lower()
-    return {"critical": "error", "high": "error", "medium": "warning", "low": "note"}.get(s, "warning")
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("synthguard")
-    except Exception:
-        return "0+unknown"
