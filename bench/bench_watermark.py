@@ -1,13 +1,13 @@
 """Benchmark synthguard's watermark against the open anchors on the shared harness.
 
-    .venv/bin/python bench/bench_watermark.py [--n512 20 --n1024 5 --nns 2] [--anchors dwtDct,dwtDctSvd,blind-watermark]
+    .venv/bin/python bench/bench_watermark.py [--n512 40 --n1024 10 --nns 2] [--anchors dwtDct,dwtDctSvd,blind-watermark]
 
 Runs ../shared/bench/wm/wmbench.py (in bench/.venv-wm, which holds the anchors: invisible-watermark
 0.2.0, blind-watermark 0.4.4, onnxruntime; they are benchmark-only, not product dependencies) with
-the project adapter (bench/wm_adapter.py) and the anchors in the same run, then an extended attack
-table over scikit-image pictures (scale 0.35x-2x, 128 px, crops 60 %, rot 5, aspect, JPEG 40, ...),
-and writes both into BENCHMARKS.md under "## Watermark". An amplified difference image goes to
-bench/.out/wm_diff.png.
+the project adapter (bench/wm_adapter.py) and the anchors in the same run, after an extended attack
+table for the issue's wider promises (scale 0.35x-2x, 128 px, crops 60 %, rot 5, aspect, JPEG 40,
+combinations, ...) over scikit-image pictures and the first harness pictures, and writes both into
+BENCHMARKS.md under "## Watermark". Amplified difference images go to bench/.out/wm_diff_*.png.
 """
 from __future__ import annotations
 

@@ -347,14 +347,6 @@ def _spectral_lattices(flat: np.ndarray, hp: int, wp: int, p0: float, n: int = 2
             for _, p, t in out[:n]]
 
 
-def _sample(a: np.ndarray, y: float, x: float) -> float:
-    yi, xi = int(np.floor(y)), int(np.floor(x))
-    if yi < 0 or xi < 0 or yi + 1 >= a.shape[0] or xi + 1 >= a.shape[1]:
-        return 0.0
-    fy, fx = y - yi, x - xi
-    return float((a[yi, xi] * (1 - fx) + a[yi, xi + 1] * fx) * (1 - fy) + (a[yi + 1, xi] * (1 - fx) + a[yi + 1, xi + 1] * fx) * fy)
-
-
 def _refine_peak(a: np.ndarray, y: int, x: int) -> tuple[float, float]:
     def off(m, c, p):
         d = m - 2 * c + p
