@@ -33,7 +33,7 @@ import numpy as np
 from .media import MediaError, Source, decode_image
 
 __all__ = [
-    "Fingerprint", "fingerprint", "video_fingerprints", "hash_parts", "THRESHOLD", "HASH_BITS",
+    "Fingerprint", "fingerprint", "video_fingerprints", "hash_parts", "THRESHOLD", "ALGORITHM", "HASH_BITS",
     "HASH_BYTES", "WINDOWS", "ROTATIONS", "confidence_for", "hamming", "full_hash", "fingerprint_media", "video_matches",
     "MEDIA_EXTENSIONS",
 ]
@@ -48,6 +48,8 @@ _TRIM_MAX = 0.25         # never trim more than this fraction of a side as "bord
 # Calibrated on the shared corpus (bench/bench_fingerprint.py --calibrate): largest T whose
 # false-match rate between distinct images stays <= 1e-4 under the multi-part distance.
 THRESHOLD = 39
+# Bumped when hashes change meaning (stored registry rows and cached audit matches must be redone).
+ALGORITHM = "synthguard-fp/1"
 
 # Windows as (x0, y0, w, h) fractions of the (border-trimmed) frame; row 0 is the full frame.
 def _grid(w: float, h: float, steps: int = 3) -> list[tuple[float, float, float, float]]:

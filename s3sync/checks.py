@@ -55,13 +55,14 @@ class CheckConfig:
 
 
 def capabilities() -> str:
-    """Which checkers this build has: part of the cache key, so results computed while one was
-    missing are re-checked once it exists (never a stale 'no watermark')."""
+    """Which checkers (and algorithm versions) this build has: part of the cache key, so results
+    computed while one was missing, or by an older watermark/fingerprint algorithm, are re-checked
+    (never a stale 'no watermark')."""
     caps = []
     try:
         import watermark
 
-        caps.append("wm" if hasattr(watermark, "detect") else "")
+        caps.append(getattr(watermark, "ALGORITHM", "wm") if hasattr(watermark, "detect") else "")
         from watermark import video  # noqa: F401
 
         caps.append("wmv" if hasattr(video, "detect") else "")
@@ -71,6 +72,12 @@ def capabilities() -> str:
         from provenance import verify  # noqa: F401
 
         caps.append("c2pa")
+    except ImportError:
+        pass
+    try:
+        from provenance.fingerprints import ALGORITHM as FP_ALGORITHM
+
+        caps.append(FP_ALGORITHM)
     except ImportError:
         pass
     return ",".join(c for c in caps if c)
