@@ -37,11 +37,36 @@ def emit_json(obj: Any, out: str | None = None) -> None:
 
 def write_text(text: str, out: str | None = None) -> None:
     if out and out != "-":
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:  # a directory, a missing parent, a read-only place: one line, exit 2
+            raise UsageError(f"{out}: cannot write: {exc.strerror or exc}") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def check_out_path(out: str | None, what: str = "--out", *, directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before doing the work (an audit can take hours)."""
+    if not out or out == "-":
+        return
+    if directory:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"{what} {out}: exists and is not a directory")
+        parent = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise UsageError(f"{what} {out}: cannot create it (no writable parent directory)")
+        return
+    if os.path.isdir(out):
+        raise UsageError(f"{what} {out}: is a directory")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{what} {out}: directory {parent} does not exist")
+    if not os.access(out if os.path.exists(out) else parent, os.W_OK):
+        raise UsageError(f"{what} {out}: not writable")
 
 
 def show_progress(json_mode: bool) -> bool:
@@ -91,17 +116,23 @@ def _cmd_keys_init(args) -> int:
         alg = certs.normalize_alg(args.alg)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.days < 1:
+        raise UsageError("--days must be >= 1")
+    if os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir}: exists and is not a directory")
+    pub = None
+    if args.kms_key_id:  # read the KMS public key first: a KMS failure must not leave half a key directory
+        from provenance.kms import kms_client, kms_public_key
+
+        client = kms_client(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
+        pub, _alg, _ = kms_public_key(args.kms_key_id, client)
     try:
         paths = certs.init_keys(args.dir, alg=alg, intermediate=not args.no_intermediate,
                                 common_name=args.cn, leaf_days=args.days, overwrite=args.force)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     out = paths.to_dict()
-    if args.kms_key_id:
-        from provenance.kms import kms_client, kms_public_key
-
-        client = kms_client(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
-        pub, _alg, _ = kms_public_key(args.kms_key_id, client)
+    if pub is not None:
         chain = certs.issue_leaf_from_ca_files(pub, paths.ca_cert, paths.ca_key, common_name=args.cn,
                                                days=args.days)
         kms_path = paths.root.parent / "kms-signer.pem"
@@ -537,6 +568,7 @@ def _cmd_audit(args) -> int:
             raise UsageError(f"--fail-severity: {exc}") from None
     if args.workers < 1 or (args.processes is not None and args.processes < 0) or args.sample_edge < 0:
         raise UsageError("--workers must be >= 1, --processes and --sample-edge >= 0")
+    check_out_path(args.out)  # before the audit, not after it
     if args.sample_edge:  # a malformed DOMAIN=URL is a usage error now, not after the whole audit
         from s3sync.cloudfront import parse_edge_url_map
 
@@ -823,14 +855,21 @@ def _cmd_posture(args) -> int:
             raise UsageError(f"--remediate: {exc}") from None
     elif args.apply:
         raise UsageError("--apply needs --remediate LIST")
+    check_out_path(args.out)
+    check_out_path(args.snapshot_out, "--snapshot-out")
     cfg = load_config(args.config)
     clients = Clients.from_args(args)
     snap = collect(clients, cfg, buckets=args.bucket or None, needs=needs_for(args.checks, args.exclude_checks))
+    unreachable = ("EndpointConnectionError", "ConnectTimeoutError", "NoCredentialsError", "NoRegionError",
+                   "ConnectionClosedError", "ReadTimeoutError", "ProxyConnectionError")
+    listing = snap.scope_errors.get("*", "")
+    # AWS not reachable at all: every check is 'unknown'; exit 0 would read as a pass in CI.
+    no_aws = any(f": {code}:" in listing or listing.endswith(f": {code}") for code in unreachable)
     findings = run_checks(snap, checks=args.checks, exclude=args.exclude_checks)
     if args.snapshot_out:
         emit_json(snap.to_dict(), args.snapshot_out)
     rc = EXIT_FAIL if failed_at_or_above(findings, args.fail_severity) else EXIT_OK
-    if args.fail_on_unknown and any(f.status.value == "unknown" for f in findings):
+    if (args.fail_on_unknown or no_aws) and any(f.status.value == "unknown" for f in findings):
         rc = EXIT_FAIL
     for name, reason in snap.scope_errors.items():
         what = "the estate could not be listed" if name == "*" else f"scope of bucket {name} undecided (tags unreadable)"
@@ -895,6 +934,7 @@ def _add_controls(sub) -> None:
 def _cmd_controls_generate(args) -> int:
     from s3sync.posture import controls, load_config
 
+    check_out_path(args.out, directory=True)
     cfg = load_config(args.config)
     outputs = controls.generate(cfg, region=args.region)
     errs = controls.validate(outputs, cfg)
@@ -953,6 +993,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, (MediaError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError)):
             print(f"synthguard: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__module__.startswith("botocore"):  # no region/credentials, endpoint down, NoSuchBucket
+            from s3sync.aws import describe_error
+
+            print(f"synthguard: error: AWS: {describe_error(exc)}", file=sys.stderr)
             return EXIT_USAGE
         print(f"synthguard: error: {type(exc).__name__}: {exc} (set SYNTHGUARD_DEBUG=1 for a traceback)",
               file=sys.stderr)

@@ -137,6 +137,15 @@ def sniff_mime(data: bytes, name: str | os.PathLike | None = None) -> str | None
     return mime_from_name(name)
 
 
+def decode_reason(exc: BaseException) -> str:
+    """Pillow's reason for a failed decode, without its object reprs ("<_io.BytesIO object at 0x...>")."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image format"
+    return str(exc) or type(exc).__name__
+
+
 def decode_image(source: Source | np.ndarray, *, keep_alpha: bool = False) -> np.ndarray:
     """Decode an image to an HxWx3 uint8 RGB array (HxWx4 RGBA with ``keep_alpha``).
 
@@ -158,7 +167,7 @@ def decode_image(source: Source | np.ndarray, *, keep_alpha: bool = False) -> np
             img = Image.open(io.BytesIO(data))
             img.load()
         except Exception as exc:  # Pillow raises many types for bad input
-            raise MediaError(f"{name or 'input'}: cannot decode image: {exc}") from None
+            raise MediaError(f"{name or 'input'}: cannot decode image: {decode_reason(exc)}") from None
     img = ImageOps.exif_transpose(img)
     mode = "RGBA" if keep_alpha and ("A" in img.getbands() or "transparency" in img.info) else "RGB"
     if img.mode in ("I;16", "I;16B", "I;16L", "I") and mode == "RGB":

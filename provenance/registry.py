@@ -230,6 +230,10 @@ class Registry:
             self._con = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
             self._con.execute("PRAGMA foreign_keys=ON")
             self._con.execute("PRAGMA busy_timeout=30000")
+            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "assets" not in tables:  # another SQLite file (an audit state?): never write into it
+                self._con.close()
+                raise ValueError(f"{self.path}: not a synthguard registry (an SQLite file without its tables)")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"{self.path}: not a synthguard registry ({exc})") from None

@@ -365,7 +365,9 @@ def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True):
                 img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         img.load()
     except Exception as exc:  # Pillow raises many types for bad input: the reason is what matters
-        raise MediaError(f"cannot decode image: {exc}") from None
+        from provenance.media import decode_reason
+
+        raise MediaError(f"cannot decode image: {decode_reason(exc)}") from None
     return decode_image(img) if pixels else None
 
 

@@ -103,9 +103,16 @@ class State:
                 raise StateError(f"state DB not found: {self.path}")
             if p.is_dir():
                 raise StateError(f"state DB path is a directory: {self.path}")
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"state DB {self.path}: cannot create {p.parent}: {exc.strerror or exc}") from None
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "runs" not in tables:  # another SQLite file (a registry?): never write into it
+                self.db.close()
+                raise StateError(f"{self.path}: not a synthguard state DB (an SQLite file without its tables)")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=30000")

@@ -674,6 +674,12 @@ def _registry_path(value: Any) -> str | None:
                          "(provenance.registry missing)") from None
     if not p.is_file():
         raise AuditError(f"registry DB not found: {p}")
+    try:  # a wrong file is a usage error now, not an 'unreadable' verdict on every object
+        from provenance.registry import Registry
+
+        Registry(p).close()
+    except ValueError as exc:
+        raise AuditError(f"--registry: {exc}") from None
     return str(p.resolve())
 
 

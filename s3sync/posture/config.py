@@ -136,4 +136,8 @@ def load_config(path: str | Path | None) -> PostureConfig:
         raise FileNotFoundError(f"config file not found: {p}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{p}: not valid TOML: {exc}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{p}: is a directory, expected a synthguard.toml file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not valid TOML: not UTF-8 text") from None
     return parse_config(data, str(p))

@@ -1,0 +1,188 @@
+"""Bad input through the CLI: one line on stderr, exit 2, no traceback, no touched user file.
+
+Regression tests for what a user-level QA pass found (no servers: an unreachable endpoint is
+127.0.0.1:1).
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import cli
+
+DEAD = "http://127.0.0.1:1"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(err: str, needle: str) -> None:
+    assert "Traceback" not in err and "SYNTHGUARD_DEBUG" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("synthguard: error:"), err
+    assert needle in lines[0], err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS", "SYNTHGUARD_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+@pytest.fixture
+def state_db(tmp_path) -> Path:
+    from s3sync.state import State
+
+    p = tmp_path / "state.db"
+    State(p).db.close()
+    return p
+
+
+@pytest.fixture
+def registry_db(tmp_path) -> Path:
+    from provenance.registry import Registry
+
+    p = tmp_path / "reg.db"
+    Registry(p).close()
+    return p
+
+
+# ----------------------------------------------------------------------------- keys init
+def test_keys_init_rejects_nonpositive_days_without_creating_dir(capsys, tmp_path):
+    d = tmp_path / "keys"
+    rc, _, err = run(capsys, "keys", "init", str(d), "--days", "0")
+    assert rc == 2 and not d.exists()
+    one_line_error(err, "--days")
+
+
+def test_keys_init_on_a_file(capsys, tmp_path):
+    f = tmp_path / "a.png"
+    f.write_bytes(b"not a dir")
+    rc, _, err = run(capsys, "keys", "init", str(f))
+    assert rc == 2 and f.read_bytes() == b"not a dir"
+    one_line_error(err, "not a directory")
+
+
+def test_keys_init_kms_unreachable_leaves_no_half_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # was NoRegionError, exit 1, with keys already written
+    d = tmp_path / "keys"
+    rc, _, err = run(capsys, "keys", "init", str(d), "--kms-key-id", "arn:aws:kms:x", "--endpoint-url", DEAD)
+    assert rc == 2 and not d.exists()
+    one_line_error(err, "region")
+
+
+# ----------------------------------------------------------------------------- botocore errors
+def test_fingerprint_add_unreachable_endpoint_is_one_line_exit_2(capsys, tmp_path):
+    rc, _, err = run(capsys, "fingerprint", "add", "s3://media/gen/", "--registry", str(tmp_path / "r.db"),
+                     "--endpoint-url", DEAD)
+    assert rc == 2
+    one_line_error(err, "AWS: EndpointConnectionError")
+
+
+# ----------------------------------------------------------------------------- registry vs state DBs
+def test_registry_refuses_an_audit_state_db_and_leaves_it_alone(capsys, state_db):
+    before = digest(state_db)
+    rc, _, err = run(capsys, "fingerprint", "match", str(state_db), "--registry", str(state_db))
+    assert rc == 2 and digest(state_db) == before
+    one_line_error(err, "not a synthguard registry")
+
+
+def test_state_refuses_a_registry_db_and_leaves_it_alone(capsys, registry_db):
+    before = digest(registry_db)
+    rc, _, err = run(capsys, "audit", "report", "--state", str(registry_db))
+    assert rc == 2
+    one_line_error(err, "not a synthguard state DB")
+    rc, _, err = run(capsys, "audit", "s3://media/", "--state", str(registry_db), "--endpoint-url", DEAD,
+                     "--no-posture")
+    assert rc == 2 and digest(registry_db) == before
+    one_line_error(err, "not a synthguard state DB")
+    with sqlite3.connect(registry_db) as con:  # still a registry, not switched to WAL
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+
+
+def test_audit_state_in_uncreatable_dir(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = run(capsys, "audit", "s3://media/", "--state", str(blocker / "st.db"), "--endpoint-url", DEAD)
+    assert rc == 2
+    one_line_error(err, "cannot create")
+
+
+def test_audit_registry_not_sqlite_is_a_usage_error(capsys, tmp_path, state_db):
+    bad = tmp_path / "garbage.db"
+    bad.write_bytes(b"garbage\n")
+    rc, _, err = run(capsys, "audit", "s3://media/", "--registry", str(bad), "--state", str(state_db),
+                     "--endpoint-url", DEAD, "--no-posture")
+    assert rc == 2 and bad.read_bytes() == b"garbage\n"  # was: exit 0, every object 'unreadable'
+    one_line_error(err, "--registry")
+
+
+# ----------------------------------------------------------------------------- output paths
+def test_audit_out_directory_is_refused_before_the_audit(capsys, tmp_path, state_db):
+    rc, _, err = run(capsys, "audit", "s3://media/", "--out", str(tmp_path), "--state", str(state_db),
+                     "--endpoint-url", DEAD)
+    assert rc == 2
+    one_line_error(err, "is a directory")
+
+
+def test_write_text_unwritable_is_a_usage_error(tmp_path):
+    with pytest.raises(cli.UsageError, match="cannot write"):
+        cli.write_text("x", str(tmp_path / "missing" / "out.txt"))
+
+
+def test_controls_generate_out_is_a_file(capsys, tmp_path):
+    cfg = tmp_path / "synthguard.toml"
+    cfg.write_text('[posture]\n[[posture.buckets]]\nname = "media"\nclass = "synthetic-media"\n')
+    f = tmp_path / "a.png"
+    f.write_bytes(b"keep me")
+    rc, _, err = run(capsys, "controls", "generate", "--config", str(cfg), "--out", str(f))
+    assert rc == 2 and f.read_bytes() == b"keep me"  # was FileExistsError, exit 1
+    one_line_error(err, "not a directory")
+
+
+# ----------------------------------------------------------------------------- posture
+def test_posture_config_is_a_directory(capsys, tmp_path):
+    rc, _, err = run(capsys, "posture", "--config", str(tmp_path), "--endpoint-url", DEAD)
+    assert rc == 2
+    one_line_error(err, "is a directory")
+
+
+def test_posture_config_not_utf8(capsys, tmp_path):
+    bad = tmp_path / "synthguard.toml"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    rc, _, err = run(capsys, "posture", "--config", str(bad), "--endpoint-url", DEAD)
+    assert rc == 2
+    one_line_error(err, "not valid TOML")
+
+
+def test_posture_unreachable_endpoint_does_not_pass(capsys):
+    # was: exit 0 with every check 'unknown', which a CI gate reads as a pass
+    import json
+
+    rc, out, err = run(capsys, "posture", "--endpoint-url", DEAD, "--format", "json")
+    doc = json.loads(out)  # the findings still come, as valid JSON on stdout
+    assert rc == 1 and {f["status"] for f in doc["findings"]} == {"unknown"}
+    assert "could not be listed" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- media decode reasons
+def test_decode_error_has_no_object_repr():
+    from provenance.media import MediaError, decode_image
+
+    with pytest.raises(MediaError) as ei:
+        decode_image(b"garbage\n")
+    assert "object at 0x" not in str(ei.value) and "not a recognised image format" in str(ei.value)
