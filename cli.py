@@ -400,11 +400,12 @@ def _add_watermark(sub) -> None:
     ws = wm.add_subparsers(dest="wm_command", metavar="ACTION")
     ws.required = True
     e = ws.add_parser("embed", help="write a marked copy of IN to OUT")
-    e.add_argument("input", metavar="IN")
+    e.add_argument("input", metavar="IN", help="image or video file, or - for an image on stdin")
     e.add_argument("output", metavar="OUT")
     e.add_argument("--payload", required=True, metavar="HEX", help="8 bytes as 16 hex characters")
     e.add_argument("--key-file", default=None, help="secret key file (else $SYNTHGUARD_WATERMARK_KEY_FILE, "
                    "else the built-in public key)")
+    e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     e.add_argument("--json", action="store_true", help="print a JSON object")
     e.set_defaults(func=_cmd_watermark_embed)
     d = ws.add_parser("detect", help="look for the watermark in images or videos")
@@ -425,11 +426,23 @@ def _wm_key(args):
         raise UsageError(str(exc)) from None
 
 
-def _wm_is_video(path: str) -> bool:
-    from provenance.media import VIDEO_MIMES, read_source, sniff_mime
+def _wm_input(path: str) -> tuple[bytes | str, bool]:
+    """(source, is_video) for one IN/FILE argument: "-" is read from stdin once; a path is sniffed from
+    its first bytes only, so a large video is not read into memory just to learn its type."""
+    from provenance.media import VIDEO_MIMES, sniff_mime
 
-    data, name = read_source(path)
-    return sniff_mime(data, name) in VIDEO_MIMES
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise UsageError("-: standard input is empty")
+        return data, sniff_mime(data) in VIDEO_MIMES
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    return path, sniff_mime(head, path) in VIDEO_MIMES
 
 
 def _cmd_watermark_embed(args) -> int:
@@ -441,21 +454,28 @@ def _cmd_watermark_embed(args) -> int:
         raise UsageError("--payload must be hex") from None
     if len(payload) != watermark.PAYLOAD_BYTES:
         raise UsageError(f"--payload must be {watermark.PAYLOAD_BYTES} bytes (16 hex characters)")
-    if not os.path.isfile(args.input):
-        raise UsageError(f"{args.input}: no such file")
-    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+    source, is_video = _wm_input(args.input)
+    if args.input != "-" and os.path.exists(args.output) and os.path.samefile(args.input, args.output):
         raise UsageError("OUT must differ from IN (the input is never modified)")
+    check_out_path(args.output, "OUT")
+    if os.path.exists(args.output) and not args.force:
+        raise UsageError(f"{args.output}: exists (use --force to overwrite it)")
+    if is_video and not isinstance(source, str):
+        raise UsageError("videos are read from a file, not from standard input")
     key, kind = _wm_key(args)
-    if _wm_is_video(args.input):
+    if is_video:
         from watermark import video
 
-        frames = video.embed(args.input, args.output, payload, key=key)
+        frames = video.embed(source, args.output, payload, key=key)
         info = {"path": args.output, "kind": "video", "frames": frames}
     else:
         from watermark.io import save_image
 
-        marked = watermark.embed(args.input, payload, key=key)
-        save_image(marked, args.output)
+        marked = watermark.embed(source, payload, key=key)
+        try:
+            save_image(marked, args.output)
+        except (ValueError, KeyError) as exc:  # Pillow: unknown extension / unsupported mode
+            raise UsageError(f"{args.output}: cannot write this image format ({exc or 'unknown extension'})") from None
         info = {"path": args.output, "kind": "image", "size": [int(marked.shape[1]), int(marked.shape[0])]}
     info.update({"payload": payload.hex(), "key_kind": kind})
     if args.json:
@@ -470,19 +490,24 @@ def _cmd_watermark_detect(args) -> int:
 
     if args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
+    if args.files.count("-") > 1:
+        raise UsageError("- (standard input) can be given once")
     key, kind = _wm_key(args)
     rows = []
     for path in args.files:
         row = {"path": path, "detected": False, "payload": None, "key_kind": kind, "bit_errors": None,
                "false_positive_probability": None, "error": None}
         try:
-            if _wm_is_video(path):
+            source, is_video = _wm_input(path)
+            if is_video:
                 from watermark import video
 
-                det = video.detect(path, key=key, max_frames=args.max_frames)
+                det = video.detect(source, key=key, max_frames=args.max_frames)
             else:
-                det = watermark.detect(path, key=key)
+                det = watermark.detect(source, key=key)
             row.update(det.to_dict())
+        except UsageError as exc:
+            row["error"] = str(exc)
         except Exception as exc:  # one bad file must not hide the others' answers
             row["error"] = str(exc) or type(exc).__name__
         rows.append(row)

@@ -249,3 +249,30 @@ def test_cli_embed_detect(tmp_path, capsys):
     assert cli.main(["watermark", "embed", str(src), str(src), "--payload", PAYLOAD.hex()]) == 2
     assert cli.main(["watermark", "detect", str(out), "--key-file", str(tmp_path / "nokey")]) == 2
     assert cli.main(["watermark", "embed", str(tmp_path / "none.png"), str(out), "--payload", PAYLOAD.hex()]) == 2
+
+
+def test_cli_embed_refuses_bad_outputs_and_reads_stdin(tmp_path, capsys, monkeypatch):
+    """OUT is never overwritten without --force, a directory IN/OUT is a usage error, IN may be '-'."""
+    import io as _io
+
+    import cli
+
+    src = tmp_path / "in.png"
+    Image.fromarray(_img("chelsea", 384)).save(src)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    args = ["--payload", PAYLOAD.hex()]
+    assert cli.main(["watermark", "embed", str(src), str(out), *args]) == 2
+    assert out.read_bytes() == b"keep me"
+    assert cli.main(["watermark", "embed", str(tmp_path), str(tmp_path / "x.png"), *args]) == 2
+    assert cli.main(["watermark", "embed", str(src), str(tmp_path), *args]) == 2
+    assert cli.main(["watermark", "embed", str(src), str(tmp_path / "nodir" / "x.png"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "is a directory" in err and "Traceback" not in err
+    assert cli.main(["watermark", "embed", str(src), str(out), *args, "--force"]) == 0
+    monkeypatch.setattr("sys.stdin", _io.TextIOWrapper(_io.BytesIO(src.read_bytes())))
+    assert cli.main(["watermark", "embed", "-", str(tmp_path / "piped.png"), *args]) == 0
+    capsys.readouterr()
+    assert cli.main(["watermark", "detect", str(out), str(tmp_path / "piped.png"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["payload"] for r in rows] == [PAYLOAD.hex(), PAYLOAD.hex()]
