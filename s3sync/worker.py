@@ -219,6 +219,7 @@ class Auditor:
         inflight: set[cf.Future] = set()
         # Only overlapping targets can list an object twice; one target never does (no memory cost).
         seen: set[tuple[str, str, str]] | None = set() if len(targets) > 1 else None
+        completed = False
         try:
             for ref in self._iter_refs(targets):
                 self.stats.listed += 1
@@ -264,6 +265,7 @@ class Auditor:
             while inflight:
                 yield from self._drain(inflight, block=True)
             st.commit()
+            completed = True
         finally:
             try:
                 st.commit()  # every row written is complete on its own: keep them
@@ -274,6 +276,8 @@ class Auditor:
             io.shutdown(wait=True, cancel_futures=True)
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            if not completed and own_state:
+                st.close()  # a failed or abandoned run leaves no open connection (nor -wal/-shm files)
         self._finish(targets)
         if own_state:
             st.close()
