@@ -340,7 +340,8 @@ def _cmd_verify(args) -> int:
 
     anchors = args.trust_anchors
     if anchors and not os.path.isfile(anchors):
-        raise UsageError(f"--trust-anchors {anchors}: no such file")
+        why = "is a directory, expected a PEM file" if os.path.isdir(anchors) else "no such file"
+        raise UsageError(f"--trust-anchors {anchors}: {why}")
     if args.paths.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
     targets: list[tuple[str, str]] = []  # (path as shown, path to read)

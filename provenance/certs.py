@@ -201,6 +201,8 @@ def read_pem(value: PemInput) -> bytes:
         data = value.encode()
     else:
         p = Path(value)
+        if p.is_dir():
+            raise IsADirectoryError(f"{p}: is a directory, expected a PEM file")
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file")
         data = p.read_bytes()
