@@ -23,6 +23,8 @@ normalisation, which rejects far more picture content than a wide high-pass.
 from __future__ import annotations
 
 import hashlib
+import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -68,6 +70,23 @@ ASPECTS = (1.0, 1.08, 1 / 1.08, 1.16, 1 / 1.16, 1.25, 1 / 1.25, 1.34, 1 / 1.34, 
 GAIN_MIN, GAIN_MAX = 0.3, 3.0
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: int, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """A reusable per-thread work array. Detection makes many short-lived ~1 MB arrays; fresh ones
+    cost page faults (measured: more than the arithmetic), reused ones do not. Never returned to a
+    caller. Kept per thread: typically ~3-6 MB (at most ~27 MB for the largest fold grid)."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
+    n = math.prod(shape)
+    b = bufs.get((slot, dtype))
+    if b is None or b.size < n:
+        b = bufs[(slot, dtype)] = np.empty(max(n, 1), dtype)
+    return b[:n].reshape(shape)
+
+
 @dataclass(frozen=True)
 class _KeyPattern:
     payload_cells: np.ndarray   # flat cell indices carrying payload chips
@@ -75,6 +94,7 @@ class _KeyPattern:
     chips: np.ndarray           # +-1 per cell (CELLS*CELLS)
     sync_cells: np.ndarray
     sync_fft: np.ndarray        # conj FFT of the sync template at FOLD resolution
+    sync_ccs: np.ndarray        # the same template's FFT in OpenCV's packed (CCS) layout
 
 
 @lru_cache(maxsize=4)
@@ -111,7 +131,8 @@ def _pattern(key: bytes) -> _KeyPattern:
     sync_vals = np.zeros(n)
     sync_vals[sync_cells] = chips[sync_cells]
     sync = _synth(sync_vals.reshape(CELLS, CELLS), FOLD)
-    return _KeyPattern(payload_cells, np.arange(npay) % nbits, chips, sync_cells, np.conj(np.fft.fft2(sync)))
+    return _KeyPattern(payload_cells, np.arange(npay) % nbits, chips, sync_cells, np.conj(np.fft.fft2(sync)),
+                       cv2.dft(np.ascontiguousarray(sync, dtype=np.float64)))
 
 
 def _tile(key: bytes, bits: np.ndarray, gains: np.ndarray | None = None, sync_gain: float = 1.0) -> np.ndarray:
@@ -255,15 +276,21 @@ def _flat_spectrum(w: np.ndarray) -> tuple[np.ndarray, int, int]:
     """
     h, wd = w.shape
     hp, wp = cv2.getOptimalDFTSize(2 * h), cv2.getOptimalDFTSize(2 * wd)
-    spec = np.fft.fft2(w, (hp, wp))
-    power = np.fft.fftshift(np.abs(spec) ** 2).astype(np.float32)
+    # OpenCV's FFT (several times faster than numpy's at these sizes), float32 like the result.
+    spec = cv2.dft(cv2.copyMakeBorder(np.ascontiguousarray(w, dtype=np.float32), 0, hp - h, 0, wp - wd,
+                                      cv2.BORDER_CONSTANT, value=0), flags=cv2.DFT_COMPLEX_OUTPUT)
+    power = np.fft.fftshift(spec[..., 0] ** 2 + spec[..., 1] ** 2)
     smooth = cv2.GaussianBlur(power, (0, 0), FLAT_SIGMA)
+    flat = power / (smooth + 1e-6 * float(smooth.mean()) + 1e-12) * _band(hp, wp)
+    return flat.astype(np.float32), hp, wp
+
+
+@lru_cache(maxsize=8)
+def _band(hp: int, wp: int) -> np.ndarray:
     fy = (np.arange(hp) - hp // 2) / hp
     fx = (np.arange(wp) - wp // 2) / wp
     fr = np.hypot(fy[:, None], fx[None, :])
-    band = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
-    flat = power / (smooth + 1e-6 * float(smooth.mean()) + 1e-12) * band
-    return flat.astype(np.float32), hp, wp
+    return ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
 
 
 def _autocorr(w: np.ndarray, flat: np.ndarray, hp: int, wp: int) -> tuple[np.ndarray, int, int]:
@@ -272,13 +299,20 @@ def _autocorr(w: np.ndarray, flat: np.ndarray, hp: int, wp: int) -> tuple[np.nda
     Flattening makes the lattice peaks dominate textured images whose raw autocorrelation is
     mostly content.
     """
-    h, wd = w.shape
-    ac = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(flat)).real)
-    ones = np.fft.rfft2(np.ones_like(w), (hp, wp))
-    overlap = np.fft.fftshift(np.fft.irfft2(np.abs(ones) ** 2, (hp, wp))) / (h * wd)
+    # flat is real, so Re(ifft2(flat)) = Re(fft2(flat)) / N (the scale cancels in the normalisation).
+    ac = np.fft.fftshift(cv2.dft(np.ascontiguousarray(np.fft.ifftshift(flat), dtype=np.float32),
+                                 flags=cv2.DFT_COMPLEX_OUTPUT)[..., 0])
     ac /= ac[hp // 2, wp // 2] + 1e-9
-    ac[overlap < 0.3] = 0.0
+    ac[_low_overlap(*w.shape, hp, wp)] = 0.0
     return ac.astype(np.float32), hp // 2, wp // 2
+
+
+@lru_cache(maxsize=8)
+def _low_overlap(h: int, wd: int, hp: int, wp: int) -> np.ndarray:
+    """Lags (centred) at which less than 30 % of the picture overlaps its shifted copy."""
+    ones = np.fft.rfft2(np.ones((h, wd)), (hp, wp))
+    overlap = np.fft.fftshift(np.fft.irfft2(np.abs(ones) ** 2, (hp, wp))) / (h * wd)
+    return overlap < 0.3
 
 
 _KK = np.array([(k1, k2) for k1 in range(-CELLS // 2, CELLS // 2 + 1) for k2 in range(0, CELLS // 2 + 1)
@@ -347,6 +381,11 @@ def _spectral_lattices(flat: np.ndarray, hp: int, wp: int, p0: float, n: int = 2
             for _, p, t in out[:n]]
 
 
+def _near(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
+    """``np.allclose(a, b, atol=atol)`` for 2-vectors, without its per-call overhead."""
+    return (abs(a[0] - b[0]) <= atol + 1e-5 * abs(b[0])) and (abs(a[1] - b[1]) <= atol + 1e-5 * abs(b[1]))
+
+
 def _refine_peak(a: np.ndarray, y: int, x: int) -> tuple[float, float]:
     def off(m, c, p):
         d = m - 2 * c + p
@@ -394,21 +433,26 @@ def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray
     periods = short * np.exp(np.arange(np.log(P_MIN), np.log(P_MAX), 0.008)).astype(np.float32)
     thetas = np.deg2rad(np.arange(-ROT_MAX, ROT_MAX + 0.01, 0.5)).astype(np.float32)
     k1, k2 = _KS[:, 0], _KS[:, 1]
+    # The (rotation, lattice point) geometry does not depend on the period or the aspect ratio:
+    # computed once, then only scaled (float32 throughout; out-of-range points are mapped outside
+    # the autocorrelation, where remap returns its zero border).
+    c, sn = np.cos(thetas)[:, None], np.sin(thetas)[:, None]
+    gy, gx = k1 * sn + k2 * c, k1 * c - k2 * sn                 # (thetas, points)
+    per = periods[:, None, None]
+    npt = len(periods) * len(thetas)
     best: list[tuple[float, np.ndarray, np.ndarray]] = []
     for aspect in ASPECTS:
         ax, ay = np.sqrt(aspect), 1.0 / np.sqrt(aspect)
-        pp, tt = np.meshgrid(periods, thetas, indexing="ij")
-        c, sn = np.cos(tt)[..., None], np.sin(tt)[..., None]
-        p = pp[..., None]
-        dy = p * ay * (k1 * sn + k2 * c)
-        dx = p * ax * (k1 * c - k2 * sn)
-        r = np.hypot(dy, dx)
-        vals = cv2.remap(acs, (dx + cx).reshape(len(periods) * len(thetas), -1).astype(np.float32),
-                         (dy + cy).reshape(len(periods) * len(thetas), -1).astype(np.float32),
+        ey, ex = (gy * ay).astype(np.float32), (gx * ax).astype(np.float32)
+        shape = (len(periods),) + ey.shape
+        ok = np.less_equal(np.multiply(per, np.hypot(ey, ex)[None], out=_scratch(0, shape)), rmax,
+                           out=_scratch(2, shape, bool))
+        mx = np.add(np.multiply(per, ex[None], out=_scratch(0, shape)), cx, out=_scratch(0, shape))
+        np.copyto(mx, np.float32(-1e4), where=np.logical_not(ok, out=_scratch(3, shape, bool)))
+        my = np.add(np.multiply(per, ey[None], out=_scratch(1, shape)), cy, out=_scratch(1, shape))
+        vals = cv2.remap(acs, mx.reshape(npt, -1), my.reshape(npt, -1), dst=_scratch(4, (npt, shape[-1])),
                          interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        vals = vals.reshape(r.shape)
-        ok = r <= rmax
-        score = np.where(ok, vals, 0).sum(-1) / np.sqrt(np.maximum(ok.sum(-1), 1))
+        score = vals.reshape(shape).sum(-1) / np.sqrt(np.maximum(ok.sum(-1), 1))
         for _ in range(PEAKS_PER_ASPECT):
             i, j = np.unravel_index(int(np.argmax(score)), score.shape)
             pv, tv = float(periods[i]), float(thetas[j])
@@ -421,7 +465,7 @@ def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray
     for _, v1, v2 in best:
         v1, v2 = _refine_lattice(ac, cy, cx, v1, v2, rmax)
         v1, v2 = _reduce(v1, v2)
-        if any(np.allclose(v1, o1, atol=1.5) and np.allclose(v2, o2, atol=1.5) for o1, o2 in out):
+        if any(_near(v1, o1, 1.5) and _near(v2, o2, 1.5) for o1, o2 in out):
             continue
         out.append((v1, v2))
         if len(out) == N_LATTICES:
@@ -429,33 +473,36 @@ def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
+_KR = np.array([(k1, k2) for k1 in range(-3, 4) for k2 in range(0, 4)
+                if not ((k1, k2) == (0, 0) or (k2 == 0 and k1 < 0))], dtype=float)
+_WIN = np.array([(dy, dx) for dy in range(-1, 2) for dx in range(-1, 2)])
+
+
 def _refine_lattice(ac, cy, cx, v1, v2, rmax):
     """Least-squares fit of the basis to every visible lattice peak (|k| <= 3): sub-pixel periods."""
-    rows, targets, weights = [], [], []
-    for k1 in range(-3, 4):
-        for k2 in range(0, 4):
-            if (k1, k2) == (0, 0) or (k2 == 0 and k1 < 0):
-                continue
-            p = k1 * v1 + k2 * v2
-            if np.linalg.norm(p) > rmax * 1.2:
-                continue
-            y, x = int(round(cy + p[0])), int(round(cx + p[1]))
-            if not (2 <= y < ac.shape[0] - 2 and 2 <= x < ac.shape[1] - 2):
-                continue
-            win = ac[y - 1: y + 2, x - 1: x + 2]
-            dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
-            py, px = _refine_peak(ac, y + dy - 1, x + dx - 1)
-            val = float(ac[y + dy - 1, x + dx - 1])
-            if val <= 0:
-                continue
-            rows.append((k1, k2))
-            targets.append((py - cy, px - cx))
-            weights.append(val)
-    if len(rows) < 3:
+    p = _KR[:, :1] * v1 + _KR[:, 1:] * v2
+    y, x = np.round(cy + p[:, 0]).astype(int), np.round(cx + p[:, 1]).astype(int)
+    keep = ((np.linalg.norm(p, axis=1) <= rmax * 1.2) & (y >= 2) & (y < ac.shape[0] - 2)
+            & (x >= 2) & (x < ac.shape[1] - 2))
+    y, x, kk = y[keep], x[keep], _KR[keep]
+    # Strongest sample of each 3x3 window (first in row-major order, like argmax), then a parabola
+    # through its neighbours along each axis.
+    a = np.argmax(ac[y[:, None] + _WIN[:, 0], x[:, None] + _WIN[:, 1]], axis=1)
+    y, x = y + _WIN[a, 0], x + _WIN[a, 1]
+    val = ac[y, x]
+
+    def off(m, p_):
+        d = m - 2 * val + p_
+        with np.errstate(divide="ignore", invalid="ignore"):
+            o = np.clip(0.5 * (m - p_) / d, -0.5, 0.5)
+        return np.where(d >= 0, 0.0, o).astype(np.float64)
+    py = y + off(ac[y - 1, x], ac[y + 1, x])
+    px = x + off(ac[y, x - 1], ac[y, x + 1])
+    ok = val > 0
+    if ok.sum() < 3:
         return v1, v2
-    a = np.asarray(rows, float) * np.sqrt(weights)[:, None]
-    b = np.asarray(targets) * np.sqrt(weights)[:, None]
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    sw = np.sqrt(val[ok].astype(np.float64))[:, None]
+    sol, *_ = np.linalg.lstsq(kk[ok] * sw, np.stack([py[ok] - cy, px[ok] - cx], 1) * sw, rcond=None)
     return sol[0], sol[1]
 
 
@@ -475,14 +522,20 @@ def _fold(w: np.ndarray, v1: np.ndarray, v2: np.ndarray, origin: np.ndarray | No
     t = np.arange(FOLD) / FOLD
     u = (ii[:, None] + t[None, :]).reshape(-1)          # along v1
     v = (jj[:, None] + t[None, :]).reshape(-1)          # along v2
-    ys = (o[0] + u[:, None] * v1[0] + v[None, :] * v2[0]).astype(np.float32)
-    xs = (o[1] + u[:, None] * v1[1] + v[None, :] * v2[1]).astype(np.float32)
-    valid = (ys >= 0) & (ys <= h - 1) & (xs >= 0) & (xs <= wd - 1)
-    vals = cv2.remap(w, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    vals = np.where(valid, vals, 0.0)
+    u, v = u.astype(np.float32), v.astype(np.float32)   # float32 maps (what remap takes), ~1e-5 px
+    grid = (len(u), len(v))
+    ys = np.add.outer(u * np.float32(v1[0]) + np.float32(o[0]), v * np.float32(v2[0]), out=_scratch(0, grid))
+    xs = np.add.outer(u * np.float32(v1[1]) + np.float32(o[1]), v * np.float32(v2[1]), out=_scratch(1, grid))
+    valid, tmp = _scratch(2, grid, bool), _scratch(3, grid, bool)
+    np.greater_equal(ys, 0, out=valid)
+    valid &= np.less_equal(ys, h - 1, out=tmp)
+    valid &= np.greater_equal(xs, 0, out=tmp)
+    valid &= np.less_equal(xs, wd - 1, out=tmp)
+    vals = cv2.remap(w, xs, ys, dst=_scratch(4, grid), interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     shape = (len(ii), FOLD, len(jj), FOLD)
-    tot = vals.reshape(shape).sum(axis=(0, 2))
-    cnt = valid.reshape(shape).sum(axis=(0, 2))
+    tot = np.multiply(vals, valid, out=vals).reshape(shape).sum(axis=(0, 2))
+    cnt = valid.reshape(shape).sum(axis=(0, 2), dtype=np.int32)
     if cnt.min() == 0:
         tot = np.where(cnt > 0, tot, 0.0)
     return tot / np.maximum(cnt, 1)
@@ -506,28 +559,40 @@ def _subpeak(c: np.ndarray, y: int, x: int) -> tuple[float, float]:
 
 def _soft_bits(folded: np.ndarray, pat: _KeyPattern):
     """Folded tile -> list of (sync z-score, soft coded bits) for the best flips/turns and shifts."""
+    # OpenCV's FFT: at 64x64 numpy's per-call overhead dominates (~10x slower).
+    variants = [np.ascontiguousarray(g, dtype=np.float64) for g in _dihedral(folded)]
     cands = []
-    for g in _dihedral(folded):
-        spec = np.fft.fft2(g)
-        corr = np.fft.ifft2(spec * pat.sync_fft).real
-        y, x = np.unravel_index(int(np.argmax(corr)), corr.shape)
-        z = (corr[y, x] - corr.mean()) / (corr.std() + 1e-12)
-        cands.append((z, spec, corr, y, x))
-    cands.sort(key=lambda c: -c[0])
+    for g in variants:
+        corr = cv2.idft(cv2.mulSpectrums(cv2.dft(g), pat.sync_ccs, 0, conjB=True),
+                        flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+        _, peak, _, (x, y) = cv2.minMaxLoc(corr)
+        mean, std = cv2.meanStdDev(corr)
+        cands.append(((peak - float(mean[0, 0])) / (float(std[0, 0]) + 1e-12), corr, y, x))
+    z = np.array([c[0] for c in cands])
     out = []
-    for z, spec, corr, y, x in cands[:N_DIHEDRAL]:
+    for g in np.argsort(-z, kind="stable")[:N_DIHEDRAL]:
+        _, corr, y, x = cands[g]
         sy, sx = _subpeak(corr, y, x)
-        out.append((float(z), _demod(spec, sy, sx, pat)))
+        spec = cv2.dft(variants[g], flags=cv2.DFT_COMPLEX_OUTPUT)
+        out.append((float(z[g]), _demod(spec[..., 0] + 1j * spec[..., 1], sy, sx, pat)))
     return out
+
+
+_KEEP = np.r_[0: CELLS // 2, FOLD - CELLS // 2: FOLD]
+_KF = (np.fft.fftfreq(FOLD) * FOLD)[_KEEP]
+
+
+@lru_cache(maxsize=1)
+def _keep_filter() -> np.ndarray:
+    return _filter(FOLD)[np.ix_(_KEEP, _KEEP)]
 
 
 def _demod(spec: np.ndarray, sy: float, sx: float, pat: _KeyPattern) -> np.ndarray:
     """FFT of a folded tile, aligned by (sy, sx) samples -> soft coded bits (matched filter)."""
-    k = np.fft.fftfreq(FOLD) * FOLD
-    keep = np.r_[0: CELLS // 2, FOLD - CELLS // 2: FOLD]
-    phase = np.exp(2j * np.pi * (k[:, None] * sy + k[None, :] * sx) / FOLD)
-    aligned = spec * phase * _filter(FOLD)
-    cells = np.fft.ifft2(aligned[np.ix_(keep, keep)]).real.reshape(-1)
+    phase = np.exp(2j * np.pi * _KF * sy / FOLD)[:, None] * np.exp(2j * np.pi * _KF * sx / FOLD)[None, :]
+    aligned = spec[np.ix_(_KEEP, _KEEP)] * phase * _keep_filter()
+    cells = cv2.idft(np.ascontiguousarray(np.stack([aligned.real, aligned.imag], -1)),
+                     flags=cv2.DFT_COMPLEX_OUTPUT | cv2.DFT_SCALE)[..., 0].reshape(-1)
     contrib = pat.chips[pat.payload_cells] * cells[pat.payload_cells]
     return np.bincount(pat.bit_of_cell, weights=contrib, minlength=codec.code_bits())
 
@@ -588,7 +653,7 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
     spectrum = _flat_spectrum(wh)
     lattices = _spectral_lattices(*spectrum, owns[0][0][0]) + _lattices(wh, spectrum)
     for v1, v2 in lattices:
-        if any(np.allclose(v1, o1, atol=1.0) and np.allclose(v2, o2, atol=1.0) for o1, o2 in owns):
+        if any(_near(v1, o1, 1.0) and _near(v2, o2, 1.0) for o1, o2 in owns):
             continue
         folded = _fold(wh, v1, v2)
         if folded is not None:
