@@ -10,12 +10,12 @@ the query's full frame against every stored part, and the query's parts against 
 frame. Small registries are searched by vectorised popcount over packed hashes (exact); large ones
 (>= MIH_MIN_ROWS part hashes) by multi-index hashing: 32 tables keyed by 16-bit byte pairs, candidates
 share at least one key, then the true distance is computed. Measured (bench stage C, 1,000,000 hashes,
-T=39, one core): 11,100 queries/s in batches (``match_many``), ~1,000/s one query at a time, 97.4 % of
-all true matches and 99.6 % of best matches found (exact up to distance 15); 16 tables ran at 22,100
-queries/s but found 88.9 % / 96.3 %, numpy brute force 27 queries/s.
+T=50, synthguard-fp/2, one core): 10,400 queries/s in batches (``match_many``), ~930/s one query at a
+time, 89.1 % of all true matches <= T and 100 % of best matches found (exact up to distance 15); 16
+tables ran at 15,400 queries/s but found 79.1 % / 97.8 %, numpy brute force 26 queries/s.
 
-Size: an image stores 166 part hashes (5.3 kB), so 1,000,000 indexed hashes are ~6,000 images; the
-index adds ~4 bytes per hash per table. Videos store every sampled frame's parts.
+Size: an image stores 57 part hashes (1.8 kB; synthguard-fp/1 stored 166), so 1,000,000 indexed hashes
+are ~17,500 images; the index adds ~4 bytes per hash per table. Videos store every sampled frame's parts.
 """
 from __future__ import annotations
 
