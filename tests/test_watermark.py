@@ -198,12 +198,9 @@ def test_resolve_key_env(tmp_path, monkeypatch):
 
 
 def _clip(path):
-    try:
-        from fixtures.make_media import video_bytes
+    from fixtures.make_media import video_bytes
 
-        data = video_bytes("mp4", seconds=0.5, fps=12, size=(320, 256))
-    except ImportError:
-        pytest.skip("fixtures.make_media.video_bytes missing")
+    data = video_bytes("mp4", seconds=0.5, fps=12, size=(320, 256))
     path.write_bytes(data)
     return path
 
