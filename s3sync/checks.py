@@ -32,13 +32,19 @@ class CheckConfig:
     # report that payload instead of searching the pixels. Faster; it no longer proves the pixels
     # still carry the mark, so it is opt-in (--watermark-trust-manifest).
     watermark_when_trusted: bool = True
+    # "auto": objects whose trusted C2PA hard binding proves the bytes are exactly the signed ones
+    # get the watermark's own-lattice check only (no geometric edit can have happened since
+    # signing; the status is `ok` whatever the mark says), and the full search only when the
+    # manifest claims a watermark (soft binding) that the quick look did not confirm. "full":
+    # the full geometric search on every image.
+    watermark_search: str = "auto"
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for part in (self.trust_anchors or b"", self.watermark_key or b"",
                      (self.watermark_key_kind or "").encode(), (self.registry_path or "").encode(),
                      str(self.watermark).encode(), str(self.fingerprint_match).encode(), b"v1",
-                     str(self.watermark_when_trusted).encode(),
+                     str(self.watermark_when_trusted).encode(), self.watermark_search.encode(),
                      capabilities().encode()):
             h.update(len(part).to_bytes(8, "big") + part)
         if self.registry_path and os.path.exists(self.registry_path):
@@ -51,6 +57,8 @@ class CheckConfig:
              "registry": self.registry_path, "watermark": self.watermark}
         if not self.watermark_when_trusted:
             d["watermark_trust_manifest"] = True
+        if self.watermark:
+            d["watermark_search"] = self.watermark_search
         return d
 
 
@@ -282,8 +290,18 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
                              "source": "manifest soft binding (pixels not searched)"}
         elif cfg.watermark:
             t0 = t()
+            trusted = bool(out.c2pa and out.c2pa.get("state") == "trusted")
+            search = "own" if cfg.watermark_search == "auto" and trusted else "full"
             try:
-                out.watermark = _watermark_dict(_detector("watermark")(rgb, key=cfg.watermark_key))
+                detect = _detector("watermark")
+                out.watermark = _watermark_dict(detect(rgb, key=cfg.watermark_key, search=search))
+                if search == "own":
+                    if not out.watermark["detected"] and out.c2pa.get("soft_binding"):
+                        # The manifest says the pixels carry a mark and the quick look did not see
+                        # it (e.g. cropped after marking, before signing): search everywhere.
+                        out.watermark = _watermark_dict(detect(rgb, key=cfg.watermark_key, search="full"))
+                    else:
+                        out.watermark["search"] = "own"
             except ImportError as exc:
                 out.watermark = _wm_unavailable(exc)
             except (MediaError, ValueError) as exc:

@@ -39,6 +39,8 @@ DEFAULT_WORKERS = 16
 DEFAULT_MAX_INLINE = 16 * MiB  # larger objects go to a temp file: memory stays under workers x this
 DEFAULT_PART_SIZE = 8 * MiB
 
+WATERMARK_SEARCHES = ("auto", "full")  # see CheckConfig.watermark_search
+
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -99,7 +101,7 @@ class Auditor:
                  profile: str | None = None, region: str | None = None, clients: ClientFactory | None = None,
                  trust_anchors: str | os.PathLike | bytes | None = None,
                  watermark_key_file: str | os.PathLike | None = None, watermark: bool = True,
-                 watermark_trust_manifest: bool = False,
+                 watermark_trust_manifest: bool = False, watermark_search: str = "auto",
                  registry: str | os.PathLike | None = None, state: str | os.PathLike | State = DEFAULT_STATE,
                  workers: int = DEFAULT_WORKERS, processes: int = 0, full: bool = False,
                  versions: bool = False, resume: bool = True, max_inline_bytes: int = DEFAULT_MAX_INLINE,
@@ -147,8 +149,12 @@ class Auditor:
         # The key matters (and the watermark room is imported) only when the watermark is checked.
         wm_key = (_watermark_key(watermark_key_file) if watermark or watermark_key_file is not None
                   else {"watermark_key": None, "watermark_key_kind": None})
+        if watermark_search not in WATERMARK_SEARCHES:
+            raise AuditError(f"watermark search must be one of {', '.join(WATERMARK_SEARCHES)}, "
+                             f"got {watermark_search!r}")
         self.cfg = _checks.CheckConfig(trust_anchors=_read_anchors(trust_anchors), **wm_key, watermark=watermark,
                                        watermark_when_trusted=not watermark_trust_manifest,
+                                       watermark_search=watermark_search,
                                        registry_path=_registry_path(registry))
         self.cfg_fp = self.cfg.fingerprint()
         self._state_arg = state

@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 
 from s3sync.aws import ClientFactory, describe_error, is_stream_error
@@ -303,3 +304,46 @@ def test_listing_refs_pages_versions_and_folders():
     assert [(r.key, r.version_id, r.delete_marker) for r in vrefs] == [("k.jpg", "v1", False), ("n.jpg", None, False),
                                                                       ("k.jpg", "v2", True)]
     assert vsrc.kw[0] == "list_object_versions"
+
+
+def test_watermark_search_auto_uses_the_hard_binding(tmp_path):
+    """auto: a trusted manifest (bytes unedited since signing) gets the own-position check only;
+    a manifest claiming a watermark the quick look misses (cropped before signing) gets the full
+    search; full: every image gets the full search."""
+    import watermark
+    from fixtures.make_media import encode_image, image_array
+    from provenance import Signer, certs, sign
+    from s3sync import checks
+
+    ident = certs.init_keys(tmp_path / "keys")
+    signer = Signer.from_files(ident.signer_cert, ident.signer_key)
+    key, kind = watermark.resolve_key(str(ident.watermark_key))
+    payload = bytes.fromhex("53470000000000aa")
+    rgb = image_array((640, 480), seed=3)
+    marked = watermark.embed(rgb, payload, key=key)
+    cropped = np.ascontiguousarray(marked[60:, 50:590])
+    objects = {
+        "plain-signed": sign(encode_image(rgb, "jpeg", quality=92), signer=signer, model="m"),
+        "marked-signed": sign(encode_image(marked, "jpeg", quality=92), signer=signer, model="m",
+                              watermark_payload=payload),
+        "cropped-signed": sign(encode_image(cropped, "jpeg", quality=92), signer=signer, model="m",
+                               watermark_payload=payload),
+        "cropped-unsigned": encode_image(cropped, "jpeg", quality=92),
+    }
+    anchors = ident.root.read_bytes()
+    got = {}
+    for mode in ("auto", "full"):
+        checks.init_process(CheckConfig(trust_anchors=anchors, watermark_key=key, watermark_key_kind=kind,
+                                        watermark_search=mode))
+        for name, data in objects.items():
+            out = checks.check(data, "image/jpeg", name + ".jpg")
+            assert out.error is None, out.error
+            got[mode, name] = (out.c2pa["state"], out.watermark["detected"], out.watermark["payload"],
+                               out.watermark.get("search"))
+    assert got["auto", "plain-signed"] == ("trusted", False, None, "own")
+    assert got["full", "plain-signed"] == ("trusted", False, None, None)
+    assert got["auto", "marked-signed"] == ("trusted", True, payload.hex(), "own")
+    for mode in ("auto", "full"):  # the claim is checked by the full search when the quick look misses
+        assert got[mode, "cropped-signed"] == ("trusted", True, payload.hex(), None)
+        assert got[mode, "cropped-unsigned"] == ("missing", True, payload.hex(), None)
+    assert CheckConfig(watermark_search="auto").fingerprint() != CheckConfig(watermark_search="full").fingerprint()

@@ -273,3 +273,36 @@ def test_cli_embed_refuses_bad_outputs_and_reads_stdin(tmp_path, capsys, monkeyp
     assert cli.main(["watermark", "detect", str(out), str(tmp_path / "piped.png"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["payload"] for r in rows] == [PAYLOAD.hex(), PAYLOAD.hex()]
+
+
+def test_batched_viterbi_is_the_single_search_row_by_row():
+    """decode_first over a batch answers exactly what a loop of decode_soft calls would."""
+    rng = np.random.default_rng(11)
+    coded = codec.encode(PAYLOAD, KEY).astype(float) * 2 - 1
+    softs = [rng.normal(0, 1, coded.size) for _ in range(7)]
+    batch = codec._viterbi_many(np.stack(softs))
+    for i, s in enumerate(softs):
+        assert (batch[i] == codec._viterbi(s)).all()
+    good = coded + rng.normal(0, 0.8, coded.size)
+    # The first passing attempt wins, wherever it sits; junk rows (wrong length, NaN) are ignored.
+    for at in (0, 3, 6):
+        order = softs[:at] + [good] + softs[at:]
+        assert codec.decode_first(order, KEY) == codec.decode_soft(good, KEY)
+    assert codec.decode_first(softs, KEY) is None
+    assert codec.decode_first([np.zeros(5), np.full(coded.size, np.nan), good], KEY)[0] == PAYLOAD
+    assert codec.decode_first([], KEY) is None
+
+
+def test_own_lattice_search_reads_unedited_copies_only(marked):
+    """search='own' reads resized/re-encoded/flipped copies; a crop needs the full search."""
+    _, m = marked["chelsea"]
+    for copy in (_jpeg(m, 70), cv2.resize(m, (700, 700), interpolation=cv2.INTER_AREA), m[:, ::-1]):
+        d = watermark.detect(copy, key=KEY, search="own")
+        assert d.detected and d.payload == PAYLOAD
+    h, w = m.shape[:2]
+    crop = np.ascontiguousarray(m[int(h * 0.13):, int(w * 0.09):int(w * 0.91)])
+    assert not watermark.detect(crop, key=KEY, search="own").detected
+    assert watermark.detect(crop, key=KEY).payload == PAYLOAD
+    assert not watermark.detect(_img("coffee"), key=KEY, search="own").detected
+    with pytest.raises(ValueError, match="search"):
+        watermark.detect(m, key=KEY, search="fast")

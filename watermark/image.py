@@ -624,8 +624,18 @@ def false_positive_probability() -> float:
     return max_attempts() * codec.false_positive_per_attempt()
 
 
-def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
-    """HxWx3 uint8 RGB -> (payload, bit_errors) or None."""
+SEARCHES = ("full", "own")
+
+
+def detect_rgb(rgb: np.ndarray, key: bytes, search: str = "full") -> tuple[bytes, int] | None:
+    """HxWx3 uint8 RGB -> (payload, bit_errors) or None.
+
+    ``search="own"`` tries only the embedder's own lattice (stage 1 below): enough for pixels known
+    to be unedited since they were marked (resized, flipped and re-encoded copies still decode),
+    and ~5-10x cheaper on an unmarked picture than the full geometric search.
+    """
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
     y = luminance(rgb)
     h, w = y.shape
     short = min(h, w)
@@ -642,10 +652,11 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
         folded = _fold(wh, *own)
         if folded is None:
             continue
-        for _z, soft in _soft_bits(folded, pat):
-            got = codec.decode_soft(soft, key)
-            if got is not None:
-                return got
+        got = codec.decode_first([soft for _z, soft in _soft_bits(folded, pat)], key)
+        if got is not None:
+            return got
+    if search == "own":
+        return None
     # 2. Measured lattices (crops, rotations, aspect changes): decode the alignments with the
     # strongest keyed sync correlation first (a textured picture can out-score the mark in the
     # lattice search, but not in the keyed sync correlation).
@@ -659,8 +670,4 @@ def detect_rgb(rgb: np.ndarray, key: bytes) -> tuple[bytes, int] | None:
         if folded is not None:
             measured.extend(_soft_bits(folded, pat))
     measured.sort(key=lambda c: -c[0])
-    for _z, soft in measured[:N_DECODE]:
-        got = codec.decode_soft(soft, key)
-        if got is not None:
-            return got
-    return None
+    return codec.decode_first([soft for _z, soft in measured[:N_DECODE]], key)
