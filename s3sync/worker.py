@@ -30,7 +30,7 @@ from provenance.media import MEDIA_MIMES, mime_from_name
 from . import checks as _checks
 from .aws import ClientFactory, describe_error, is_stream_error
 from .classify import classify
-from .listing import ARCHIVED_CLASSES, S3Target, bucket_tags, list_objects, parse_s3_uri
+from .listing import ARCHIVED_CLASSES, S3Target, bucket_tags, list_pages, parse_s3_uri, prefetched
 from .models import AuditResult, ObjectRef, ObjectResult, Skipped
 from .state import DEFAULT_STATE, State, now_iso
 
@@ -366,18 +366,22 @@ class Auditor:
         for t in targets:
             self._owner_tags(t.bucket)
             t0 = time.monotonic()
-            it = iter(list_objects(client, t, versions=self.versions))
-            while True:
-                try:
-                    ref = next(it)
-                except StopIteration:
+            # The next pages are fetched while this one is decided (list_seconds: time spent waiting).
+            it = prefetched(list_pages(client, t, versions=self.versions))
+            try:
+                while True:
+                    try:
+                        page = next(it)
+                    except StopIteration:
+                        self.stats.list_seconds += time.monotonic() - t0
+                        break
+                    except Exception as exc:  # NoSuchBucket, AccessDenied, endpoint down: one clear line
+                        raise AuditError(f"cannot list {t.uri}: {describe_error(exc)}") from None
                     self.stats.list_seconds += time.monotonic() - t0
-                    break
-                except Exception as exc:  # NoSuchBucket, AccessDenied, endpoint down: one clear line
-                    raise AuditError(f"cannot list {t.uri}: {describe_error(exc)}") from None
-                self.stats.list_seconds += time.monotonic() - t0
-                yield ref
-                t0 = time.monotonic()
+                    yield from page
+                    t0 = time.monotonic()
+            finally:
+                it.close()
 
     def _owner_tags(self, bucket: str) -> dict[str, str]:
         if bucket not in self._tags:

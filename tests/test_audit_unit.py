@@ -347,3 +347,146 @@ def test_watermark_search_auto_uses_the_hard_binding(tmp_path):
         assert got[mode, "cropped-signed"] == ("trusted", True, payload.hex(), None)
         assert got[mode, "cropped-unsigned"] == ("missing", True, payload.hex(), None)
     assert CheckConfig(watermark_search="auto").fingerprint() != CheckConfig(watermark_search="full").fingerprint()
+
+
+# ----------------------------------------------------------------------------- leak severity by exposure (issue 5)
+def _public_finding(bucket, status, why=None, reason=None):
+    ev = {"acl_public_grants": [], "public_statements": []}
+    if why:
+        ev["why"] = why
+    if reason:
+        ev["reason"] = reason
+    return {"check": "s3.public_access", "resource": f"arn:aws:s3:::{bucket}", "status": status,
+            "severity": "critical", "owner": None, "evidence": ev}
+
+
+def _leak(bucket, key="x.jpg", origin=None):
+    return _res(key, "leaked_training_asset", bucket=bucket, origin=origin,
+                training_match={"asset_id": "train-1", "distance": 4})
+
+
+def _exposure_result():
+    findings = (
+        _public_finding("pub", "fail", why="ACL grants to AllUsers"),
+        _public_finding("priv", "pass"),
+        _public_finding("cdn", "pass"),
+        _public_finding("unk", "unknown", reason="s3:GetBucketAcl: AccessDenied"),
+        {"check": "cloudfront.origin_access_control", "resource": "arn:aws:cloudfront::1:distribution/E1",
+         "status": "pass", "severity": "high", "evidence": {"distribution": "E1", "origins": [
+             {"origin": "o1", "bucket": "cdn", "status": "pass"}]}},
+    )
+    summary = {"run_id": "r1", "counts": {}, "posture": {"buckets": ["pub", "priv", "cdn", "unk"]},
+               "cloudfront_origins": [
+                   {"distribution_id": "E2", "origin_id": "o2", "bucket": "edge", "prefix": "gen/", "enabled": True},
+                   {"distribution_id": "E3", "origin_id": "o3", "bucket": "off", "prefix": "", "enabled": False}]}
+    objs = (_leak("pub"), _leak("priv"), _leak("cdn"), _leak("unk"), _leak("elsewhere"),
+            _leak("edge", "gen/a.jpg", origin="cloudfront:E2/o2"), _leak("edge", "other/b.jpg"),
+            _leak("off", "c.jpg", origin="cloudfront:E3/o3"),
+            _res("m.jpg", "missing_provenance", bucket="pub", c2pa={"state": "missing", "codes": []}))
+    return AuditResult(run_id="r1", summary=summary, objects=objs, findings=findings)
+
+
+def test_leak_severity_follows_bucket_exposure():
+    r = _exposure_result()
+    got = {(o.bucket, o.key): (r.severity_of(o), r.exposure_of(o).state, r.exposure_of(o).why) for o in r.objects}
+    assert got[("pub", "x.jpg")] == ("critical", "public", "bucket is public: ACL grants to AllUsers")
+    assert got[("priv", "x.jpg")] == ("high", "private", "bucket is not public")
+    assert got[("cdn", "x.jpg")] == ("critical", "public", "served by CloudFront distribution E1")
+    assert got[("unk", "x.jpg")] == ("critical", "unknown", "exposure unknown: s3:GetBucketAcl: AccessDenied")
+    assert got[("elsewhere", "x.jpg")][:2] == ("critical", "unknown")
+    assert got[("edge", "gen/a.jpg")] == ("critical", "public", "served by CloudFront distribution E2")
+    assert got[("edge", "other/b.jpg")][:2] == ("critical", "unknown")  # outside the origin path: not served
+    assert got[("off", "c.jpg")][:2] == ("critical", "unknown")  # a disabled distribution serves nothing
+    assert got[("pub", "m.jpg")][0] == "high"  # other statuses keep their severity
+    # the same findings as Finding values (a live run) decide the same way
+    from s3sync.posture.models import Finding
+
+    r2 = r.with_(findings=tuple(Finding.from_dict(f) for f in r.findings))
+    assert [r2.severity_of(o) for o in r2.objects] == [r.severity_of(o) for o in r.objects]
+    # without the object's run, exposure is unknown: a leak is critical (the conservative answer)
+    assert r.objects[1].severity == "critical"
+
+
+def test_leak_exposure_unknown_without_posture_or_cloudfront_answer():
+    priv = _leak("priv")
+    no_posture = AuditResult(run_id="r", summary={"counts": {}}, objects=(priv,))
+    assert (no_posture.severity_of(priv), no_posture.exposure_of(priv).why) == (
+        "critical", "exposure unknown: posture checks were not run (--no-posture)")
+    failed = AuditResult(run_id="r", summary={"posture": {"error": "posture checks failed: boom"}}, objects=(priv,),
+                         findings=(_public_finding("priv", "pass"),))
+    assert failed.exposure_of(priv).state == "private"  # a finding that did arrive still counts
+    cdn_unknown = AuditResult(run_id="r", summary={"posture": {"buckets": ["priv"]}}, objects=(priv,), findings=(
+        _public_finding("priv", "pass"),
+        {"check": "cloudfront.origin_access_control", "resource": "arn:aws:cloudfront::1:distribution/*",
+         "status": "unknown", "severity": "high", "evidence": {"reason": "cloudfront:ListDistributions: 501"}}))
+    exp = cdn_unknown.exposure_of(priv)
+    assert cdn_unknown.severity_of(priv) == "critical" and exp.state == "unknown"
+    assert "bucket is not public" in exp.why and "cloudfront:ListDistributions: 501" in exp.why
+
+
+def test_leak_severity_in_every_report_format():
+    r = _exposure_result()
+    want = {(o.bucket, o.key): r.severity_of(o) for o in r.objects}
+    assert want[("priv", "x.jpg")] == "high" and want[("pub", "x.jpg")] == "critical"
+    doc = json.loads(render(r, "json"))
+    assert {(o["bucket"], o["key"]): o["severity"] for o in doc["objects"]} == want
+    assert doc["objects"][0]["exposure"] == {"state": "public", "why": "bucket is public: ACL grants to AllUsers"}
+    lines = [json.loads(x) for x in render(r, "jsonl").splitlines() if '"object"' in x]
+    assert {(x["bucket"], x["key"]): x["severity"] for x in lines if x["type"] == "object"} == want
+    rows = list(csv.DictReader(io.StringIO(render(r, "csv"))))
+    assert {(x["bucket"], x["key"]): x["severity"] for x in rows} == want
+    assert {x["bucket"]: x["exposure_reason"] for x in rows}["priv"] == "bucket is not public"
+    sarif = json.loads(render(r, "sarif"))
+    res = [x for x in sarif["runs"][0]["results"] if x["ruleId"] == "SG-S3-LEAK"]
+    by = {x["properties"]["bucket"] + "/" + x["properties"]["key"]: x for x in res}
+    assert by["priv/x.jpg"]["properties"]["severity"] == "high"
+    assert by["priv/x.jpg"]["properties"]["security-severity"] == "8.0"
+    assert by["pub/x.jpg"]["properties"]["security-severity"] == "9.5"
+    assert "critical: bucket is public: ACL grants to AllUsers" in by["pub/x.jpg"]["message"]["text"]
+    assert "high: bucket is not public" in by["priv/x.jpg"]["message"]["text"]
+    from s3sync.reports.sarif import level
+
+    assert all(x["level"] == level(x["properties"]["severity"]) for x in res)
+    html = render(r, "html")
+    assert "<td>high</td>" in html and "bucket is not public" in html
+    table = render(r, "table")
+    assert "training asset train-1 (distance 4); bucket is public: ACL grants to AllUsers" in table
+    assert "bucket is not public" in table and " high " in table
+
+
+def test_prefetched_listing_keeps_order_errors_and_stops_early():
+    import threading
+    import time
+
+    from s3sync.listing import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise RuntimeError("AccessDenied on page 3")
+
+    got = []
+    with pytest.raises(RuntimeError, match="page 3"):
+        for x in prefetched(failing()):
+            got.append(x)
+    assert got == [1, 2]
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    it = prefetched(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    time.sleep(0.5)
+    n = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == n <= 3 + 2 + 2  # the producer stopped, at most depth pages ahead
+    assert not [t for t in threading.enumerate() if t.name == "s3audit-list" and t.is_alive()]
