@@ -238,8 +238,8 @@ def _cmd_sign(args) -> int:
         raise UsageError("a directory INPUT needs an output directory, not -")
     if is_dir and os.path.isfile(args.output):
         raise UsageError(f"{args.output}: is a file; a directory INPUT needs an output directory")
-    if args.parent and not os.path.isfile(args.parent):
-        raise UsageError(f"--parent {args.parent}: no such file")
+    if args.parent is not None:
+        _prov_check_parent(args.parent)
     signer = _prov_signer(args)
     jobs: list[tuple[str, str]] = []
     if is_dir:
@@ -254,7 +254,7 @@ def _cmd_sign(args) -> int:
     kw = dict(signer=signer, model=args.model, model_version=args.model_version, prompt=args.prompt,
               parent=args.parent, watermark_payload=payload, thumbnail=args.thumbnail,
               tsa_url=args.tsa_url, mime=args.mime)
-    failures = signed = skipped = 0
+    failures = signed = skipped = not_media = 0
     for in_path, out_path in jobs:
         target = str(sidecar_path(out_path)) if args.sidecar and out_path != "-" else out_path
         if target != "-" and os.path.exists(target) and not args.force:
@@ -278,6 +278,7 @@ def _cmd_sign(args) -> int:
                 raise
             if isinstance(exc, MediaError) and mime_from_name(in_path) is None:
                 skipped += 1  # a non-media file in a tree of media: skip it quietly
+                not_media += 1
                 continue
             print(f"synthguard: error: {exc}", file=sys.stderr)
             failures += 1
@@ -298,11 +299,49 @@ def _cmd_sign(args) -> int:
                                   "watermark_payload": wp.hex() if wp else None}))
             elif not is_dir:
                 print(f"signed {in_path} -> {target}", file=sys.stderr)
+    if is_dir and not signed and not failures and skipped == not_media:
+        # Nothing signable at all (not "everything already signed"): as for a single non-media file
+        # and 'fingerprint add' on a tree without media, a usage error, not "signed 0 file(s)".
+        raise UsageError(f"{src}: no media files to sign"
+                         + (f" ({not_media} file(s) are not media)" if not_media else " (no files found)"))
     if is_dir and not args.json:
         print(f"signed {signed} file(s) into {args.output}"
               + (f", {skipped} skipped" if skipped else "") + (f", {failures} failed" if failures else ""),
               file=sys.stderr)
     return EXIT_FAIL if failures else EXIT_OK
+
+
+def _prov_check_parent(path: str) -> None:
+    """Refuse a --parent that is missing or not media c2pa can take as an ingredient, before anything
+    is signed: the type comes from the content (a text file named .jpg is not a JPEG) and raster
+    images must decode."""
+    from provenance.media import IMAGE_MIMES, MediaError, decode_image, sniff_mime
+    from provenance.signing import supported_set
+
+    what = f"--parent {path}"
+    if path == "-":
+        raise UsageError(f"{what}: the parent ingredient must be a file, not standard input")
+    if os.path.isdir(path):
+        raise UsageError(f"{what}: is a directory")
+    if not os.path.isfile(path):
+        raise UsageError(f"{what}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read: {exc.strerror or exc}") from None
+    if not head:
+        raise UsageError(f"{what}: empty file")
+    mime = sniff_mime(head)  # content only: the name's extension proves nothing
+    if mime is None:
+        raise UsageError(f"{what}: not a recognised media file")
+    if mime not in supported_set():
+        raise UsageError(f"{what}: unsupported media type {mime}")
+    if mime in IMAGE_MIMES and mime != "image/svg+xml":
+        try:
+            decode_image(path)
+        except MediaError as exc:
+            raise UsageError(f"{what}: {str(exc).replace(str(path) + ': ', '', 1)}") from None
 
 
 def _prov_watermark(in_path: str, payload, key, kw: dict, is_dir: bool):
@@ -344,17 +383,23 @@ def _cmd_verify(args) -> int:
         raise UsageError(f"--trust-anchors {anchors}: {why}")
     if args.paths.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
-    targets: list[tuple[str, str]] = []  # (path as shown, path to read)
+    targets: list[tuple[str, str | None]] = []  # (path as shown, path to read; None: nothing in it)
     for given in args.paths:
         if given != "-" and os.path.isdir(given):
             if not args.recursive:
                 targets.append((given, given))  # becomes an error row: directory without -r
                 continue
-            targets.extend((f, f) for f in _prov_files(given) if not f.endswith(".c2pa"))
+            files = [f for f in _prov_files(given) if not f.endswith(".c2pa")]
+            targets.extend((f, f) for f in files)
+            if not files:  # an empty tree verifies nothing: an error row that says so, never a pass
+                targets.append((given, None))
         else:
             targets.append((given, given))
     rows: list[tuple[str, Verification]] = []
     for shown, path in targets:
+        if path is None:
+            rows.append((shown, Verification("error", reason="no files to verify in this directory")))
+            continue
         if path != "-" and os.path.isdir(path):
             rows.append((shown, Verification("error", reason="is a directory (use -r)")))
             continue
@@ -557,6 +602,10 @@ def _add_audit(sub) -> None:
     p.add_argument("--watermark-trust-manifest", action="store_true",
                    help="for trusted manifests that record the watermark payload, report it without searching "
                         "the pixels (faster; no longer proves the pixels carry the mark)")
+    p.add_argument("--watermark-search", choices=("auto", "full"), default="auto",
+                   help="auto (default): objects with a trusted C2PA manifest (bytes proven unedited since signing) "
+                        "get the quick own-position watermark check, the full search only when the manifest claims "
+                        "a watermark it did not find; full: search every image for cropped/rotated marks")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if the last one was interrupted")
     p.add_argument("--sample-edge", type=int, default=0, metavar="N",
                    help="for cloudfront: targets, fetch N objects per distribution through its domain")
@@ -619,9 +668,10 @@ def _cmd_audit(args) -> int:
                           registry=args.registry, state=args.state, workers=args.workers, processes=procs,
                           full=args.full, versions=args.versions, watermark=not args.no_watermark,
                           watermark_trust_manifest=args.watermark_trust_manifest,
-                          resume=not args.no_resume, sample_edge=args.sample_edge,
+                          watermark_search=args.watermark_search, resume=not args.no_resume, sample_edge=args.sample_edge,
                           edge_url_map=args.edge_url_map or None, posture=args.posture,
                           posture_config=args.posture_config)
+        _audit_check_cloudfront(args.targets, auditor)
         if show_progress(args.format in ("json", "jsonl")):
             from s3sync.reports.progress import AuditProgress
 
@@ -656,6 +706,28 @@ def _cmd_audit(args) -> int:
     return EXIT_FAIL if result.failed_findings(args.fail_severity) else EXIT_OK
 
 
+def _audit_check_cloudfront(specs: Sequence[str], auditor) -> None:
+    """Resolve ``cloudfront:`` targets before the run (the auditor keeps the answer) and refuse an
+    audit with nothing to audit: ``cloudfront:all`` in an account without distributions (or only
+    non-S3 origins) must not pass a release gate silently. With other targets left it is a warning."""
+    cf_specs = [t for t in specs if t.startswith("cloudfront:")]
+    targets = auditor.resolve_targets()
+    if not cf_specs or auditor.origins:
+        return
+    skipped = auditor.skipped_origins
+    if skipped:
+        why = (f"no S3 origins to audit ({len(skipped)} origin(s) skipped: "
+               + "; ".join(f"{s.distribution_id}/{s.origin_id} {s.origin_domain}: {s.reason}" for s in skipped[:3])
+               + (" ..." if len(skipped) > 3 else "") + ")")
+    elif any(t.split(":", 1)[1].strip().lower() == "all" for t in cf_specs):
+        why = "no CloudFront distributions found"
+    else:
+        why = "no S3 origins to audit"
+    msg = f"{', '.join(cf_specs)}: {why}"
+    if not targets:
+        raise UsageError(f"{msg}; nothing to audit")
+    print(f"synthguard: warning: {msg}; auditing the other targets only", file=sys.stderr)
+
 
 # ----------------------------------------------------------------------------- fingerprint
 # (training-asset registry: issue 5)
@@ -683,6 +755,16 @@ def _add_fingerprint(sub) -> None:
             q.add_argument("-k", type=int, default=1, help="matches listed per item (default 1)")
             q.add_argument("--fail-on-match", action="store_true", help="exit 1 when anything matched")
             q.set_defaults(func=_cmd_fingerprint_match)
+    q = fsub.add_parser("rehash", help="recompute a registry's fingerprints with this synthguard's algorithm",
+                        description="Re-reads every asset from its recorded source (local path, file:// or s3://) "
+                                    "and replaces its fingerprints; nothing changes unless all sources are read "
+                                    "(or --drop-unreadable). Exit 1 when some source could not be read.")
+    q.add_argument("--registry", required=True, metavar="DB", help="registry database (SQLite file)")
+    q.add_argument("--json", action="store_true", help="JSON output on stdout")
+    q.add_argument("--max-frames", type=int, default=16, help="video: frames sampled (default 16)")
+    q.add_argument("--drop-unreadable", action="store_true", help="remove assets whose source cannot be read")
+    _add_aws_options(q)
+    q.set_defaults(func=_cmd_fingerprint_rehash)
 
 
 def _fp_s3_client(args):
@@ -815,6 +897,34 @@ def _cmd_fingerprint_match(args) -> int:
     if args.fail_on_match and n_matched:
         return EXIT_FAIL
     return EXIT_FAIL if n_failed and n_failed == len(results) else EXIT_OK
+
+
+def _cmd_fingerprint_rehash(args) -> int:
+    from provenance.registry import Registry
+
+    if not os.path.isfile(args.registry):
+        raise UsageError(f"{args.registry}: registry not found")
+    if args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
+    with Registry(args.registry, check_algorithm=False) as reg:
+        prog = _fp_progress(args, len(reg), "fingerprint rehash")
+        try:
+            res = reg.rehash(s3=lambda: _fp_s3_client(args), max_frames=args.max_frames, drop_unreadable=args.drop_unreadable,
+                             progress=(lambda done, total: prog.update(prog.task_ids[0], completed=done)) if prog else None)
+        finally:
+            if prog:
+                prog.stop()
+        total = len(reg)
+    if args.json:
+        emit_json({"registry": args.registry, **res.to_dict(), "assets_total": total})
+    else:
+        for f in res.failed:
+            print(f"synthguard: warning: {f['asset_id']}: {f['source_uri'] or '-'}: {f['error']}", file=sys.stderr)
+        state = (f"recorded {res.algorithm}" if res.applied else
+                 "registry unchanged (fix or remove the failed sources and run again, or pass --drop-unreadable)")
+        print(f"rehashed {len(res.rehashed) + len(res.reused)}, failed {len(res.failed)}, dropped {len(res.dropped)}; "
+              f"{state}; {total} assets in {args.registry}")
+    return EXIT_FAIL if res.failed or not res.applied else EXIT_OK
 
 
 # ----------------------------------------------------------------------------- posture / controls

@@ -74,3 +74,89 @@ def run_for_audit(targets: Sequence[S3Target], factory: Any, config: Any = None)
                     "duration_s": round(time.monotonic() - t0, 3)}
     summary = {"buckets": buckets, **reports.summary(findings), "duration_s": round(time.monotonic() - t0, 3)}
     return findings, summary
+
+
+# ----------------------------------------------------------------------------- exposure (issue 5)
+_PUBLIC_CHECK = "s3.public_access"
+_CDN_CHECK = "cloudfront.origin_access_control"
+
+
+def _bucket_of_arn(arn: str) -> str | None:
+    """``arn:aws:s3:::bucket`` (any partition) -> ``bucket``."""
+    if ":s3:::" not in arn:
+        return None
+    return arn.split(":s3:::", 1)[1].split("/", 1)[0] or None
+
+
+class ExposureMap:
+    """Which audited buckets (and CloudFront origins) the public can read, from what the audit
+    already collected: the posture findings of the audited buckets (``s3.public_access`` combines
+    the bucket policy, ACLs and Block Public Access; ``cloudfront.origin_access_control`` names the
+    distributions serving a bucket) and the CloudFront origins of ``cloudfront:`` targets.
+
+    A pure function of ``(findings, summary)``, so a live run and a stored run (``audit report``)
+    give every object the same exposure. Findings may be posture ``Finding`` values or their dicts.
+    Order of evidence: served through an enabled CloudFront distribution, or a public bucket:
+    ``public``; the bucket is known not to be public and the distributions could be read:
+    ``private``; anything else (``--no-posture``, an API the endpoint lacks, posture failed):
+    ``unknown``, with the reason.
+    """
+
+    def __init__(self, findings: Iterable[Any], summary: Any) -> None:
+        summary = summary if isinstance(summary, dict) else dict(summary or {})
+        posture = summary.get("posture")
+        if not isinstance(posture, dict):
+            self.no_posture = "posture checks were not run (--no-posture)"
+        elif posture.get("error"):
+            self.no_posture = str(posture["error"])
+        else:
+            self.no_posture = None
+        self.public: dict[str, tuple[str, str]] = {}  # bucket -> (pass|fail|unknown, why)
+        self.served: dict[str, list[tuple[str, str | None]]] = {}  # bucket -> [(distribution, prefix)]
+        self.origins: dict[str, bool] = {}  # "cloudfront:DIST/origin-id" -> enabled
+        self.cdn_unknown: str | None = None
+        for o in summary.get("cloudfront_origins") or ():
+            if not isinstance(o, dict) or not o.get("bucket"):
+                continue
+            enabled = bool(o.get("enabled", True))
+            self.origins[f"cloudfront:{o.get('distribution_id')}/{o.get('origin_id')}"] = enabled
+            if enabled:
+                self.served.setdefault(o["bucket"], []).append((str(o.get("distribution_id")), o.get("prefix") or ""))
+        for f in findings or ():
+            d = f.to_dict() if hasattr(f, "to_dict") else f
+            if not isinstance(d, dict):
+                continue
+            check, status, ev = d.get("check"), str(d.get("status")), d.get("evidence") or {}
+            if check == _PUBLIC_CHECK:
+                bucket = _bucket_of_arn(str(d.get("resource") or ""))
+                if bucket:
+                    self.public[bucket] = (status, str(ev.get("why") or ev.get("reason") or ""))
+            elif check == _CDN_CHECK:
+                origins = ev.get("origins") or []
+                for row in origins:
+                    if isinstance(row, dict) and row.get("bucket"):
+                        self.served.setdefault(row["bucket"], []).append((str(ev.get("distribution")), None))
+                if status == "unknown" and not origins:  # the distributions themselves could not be read
+                    self.cdn_unknown = str(ev.get("reason") or "CloudFront distributions could not be read")
+
+    def of(self, bucket: str, key: str = "", origin: str | None = None):
+        from .models import Exposure
+
+        if origin and origin.startswith("cloudfront:") and self.origins.get(origin, True):
+            return Exposure("public", f"served by CloudFront distribution {origin[11:].split('/', 1)[0]}")
+        for dist, prefix in self.served.get(bucket, ()):
+            if prefix is None or key.startswith(prefix):
+                return Exposure("public", f"served by CloudFront distribution {dist}")
+        status, why = self.public.get(bucket, (None, ""))
+        if status == "fail":
+            return Exposure("public", "bucket is public" + (f": {why}" if why else ""))
+        if status == "pass":
+            if self.cdn_unknown:
+                return Exposure("unknown", "exposure unknown: bucket is not public, but whether CloudFront serves "
+                                           f"it is unknown ({self.cdn_unknown})")
+            return Exposure("private", "bucket is not public")
+        if self.no_posture:
+            return Exposure("unknown", f"exposure unknown: {self.no_posture}")
+        if status == "unknown":
+            return Exposure("unknown", "exposure unknown: " + (why or "the public-access APIs did not answer"))
+        return Exposure("unknown", "exposure unknown: no public-access finding for this bucket")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterable, Mapping
 
 # Every status an audited object can end in, in the order reports list them (worst first).
@@ -32,6 +33,30 @@ SEVERITY: dict[str, str] = {
     "leaked_training_asset": "critical", "invalid_provenance": "high", "unreadable": "medium",
     "missing_provenance": "high", "untrusted": "medium", "watermark_only": "low", "ok": "none",
 }
+# Exposure of the object's bucket (see :class:`Exposure`).
+EXPOSURE_STATES: tuple[str, ...] = ("public", "private", "unknown")
+
+
+def object_severity(status: str, exposure: str = "unknown") -> str:
+    """The one rule for an audited object's severity: by status, and for a leaked training asset by
+    the exposure of its bucket (issue 5): ``critical`` when the bucket is public or served through
+    CloudFront, ``high`` when it is known not to be public, ``critical`` when that is unknown."""
+    if status == "leaked_training_asset" and exposure == "private":
+        return "high"
+    return SEVERITY.get(status, "medium")
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Whether an audited object can be fetched by the public: ``state`` is one of
+    :data:`EXPOSURE_STATES`, ``why`` one human line with the evidence (``bucket is public: ...``,
+    ``served by CloudFront distribution ...``, ``exposure unknown: ...``)."""
+
+    state: str
+    why: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"state": self.state, "why": self.why}
 
 
 class _S3Object:
@@ -128,7 +153,9 @@ class ObjectResult(_S3Object):
 
     @property
     def severity(self) -> str:
-        return SEVERITY.get(self.status, "medium")
+        """The severity without knowing the bucket's exposure (a leak is then ``critical``);
+        :meth:`AuditResult.severity_of` knows it and is what the reports use."""
+        return object_severity(self.status)
 
     @property
     def reason(self) -> str:
@@ -219,6 +246,25 @@ class AuditResult:
     def counts(self) -> dict[str, int]:
         return dict(self.summary.get("counts", {}))
 
+    @cached_property
+    def _exposures(self) -> Any:
+        from .auditposture import ExposureMap
+
+        return ExposureMap(self.findings, self.summary)
+
+    def exposure_of(self, o: ObjectResult) -> Exposure:
+        """How exposed ``o`` is, from this run's posture findings and CloudFront origins."""
+        return self._exposures.of(o.bucket, o.key, o.origin)
+
+    def severity_of(self, o: ObjectResult) -> str:
+        """``o``'s severity in this run (:func:`object_severity` with its bucket's exposure)."""
+        return object_severity(o.status, self.exposure_of(o).state)
+
+    def object_dict(self, o: ObjectResult) -> dict[str, Any]:
+        """``o.to_dict()`` plus its ``severity`` and ``exposure`` in this run (JSON, JSON Lines)."""
+        exp = self.exposure_of(o)
+        return {**o.to_dict(), "severity": object_severity(o.status, exp.state), "exposure": exp.to_dict()}
+
     def failed(self, fail_on: Iterable[str]) -> list[ObjectResult]:
         """Objects whose status is covered by the ``--fail-on`` names (see :data:`FAIL_ON`)."""
         statuses: set[str] = set()
@@ -251,7 +297,7 @@ class AuditResult:
     def to_dict(self, *, include_skipped: int = 100) -> dict[str, Any]:
         """JSON shape: {"run_id", "summary", "objects": [...], "findings": [...], ...}."""
         d: dict[str, Any] = {"run_id": self.run_id, "summary": dict(self.summary),
-                             "objects": [o.to_dict() for o in self.objects],
+                             "objects": [self.object_dict(o) for o in self.objects],
                              "findings": [_as_dict(f) for f in self.findings]}
         if self.edge_samples:
             d["edge_samples"] = [_as_dict(e) for e in self.edge_samples]

@@ -186,3 +186,149 @@ def test_decode_error_has_no_object_repr():
     with pytest.raises(MediaError) as ei:
         decode_image(b"garbage\n")
     assert "object at 0x" not in str(ei.value) and "not a recognised image format" in str(ei.value)
+
+
+# ----------------------------------------------------------------------------- sign: nothing to sign, bad --parent
+@pytest.fixture(scope="module")
+def sign_keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("signkeys") / "k"
+    assert cli.main(["keys", "init", str(d)]) == 0
+    return ["--cert", str(d / "signer.pem"), "--key", str(d / "signer.key")]
+
+
+@pytest.mark.parametrize("files", [{}, {"README.txt": b"not media", "sub/notes.md": b"# notes"}])
+def test_sign_directory_without_media_is_an_error(capsys, tmp_path, sign_keys, files):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    capsys.readouterr()
+    rc, _, err = run(capsys, "sign", str(src), "-o", str(tmp_path / "out"), *sign_keys)
+    assert rc == 2 and not (tmp_path / "out").exists()  # was: "signed 0 file(s)", exit 0
+    one_line_error(err, "no media files to sign")
+    assert ("2 file(s) are not media" if files else "no files found") in err
+
+
+def test_sign_directory_all_outputs_present_is_not_an_error(capsys, tmp_path, sign_keys):
+    from fixtures.make_media import image_bytes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(image_bytes("png", size=(32, 32)))
+    capsys.readouterr()
+    assert run(capsys, "sign", str(src), "-o", str(tmp_path / "out"), *sign_keys)[0] == 0
+    rc, _, err = run(capsys, "sign", str(src), "-o", str(tmp_path / "out"), *sign_keys)
+    assert rc == 0 and "signed 0 file(s)" in err and "1 skipped" in err  # already signed: nothing wrong
+
+
+@pytest.mark.parametrize("parent,data,needle", [
+    ("garbage.jpg", b"this is not a jpeg at all", "not a recognised media file"),
+    ("truncated.jpg", None, "cannot decode image"),
+    ("empty.png", b"", "empty file"),
+    ("missing.jpg", "absent", "no such file"),
+    ("adir", "dir", "is a directory"),
+])
+def test_sign_parent_is_validated_before_signing(capsys, tmp_path, sign_keys, parent, data, needle):
+    from fixtures.make_media import image_bytes
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(image_bytes("png", size=(32, 32)))
+    p = tmp_path / parent
+    if data == "dir":
+        p.mkdir()
+    elif data is None:
+        p.write_bytes(image_bytes("jpeg", size=(64, 64))[:300])
+    elif data != "absent":
+        p.write_bytes(data)
+    capsys.readouterr()
+    for target, out in ((src / "a.png", tmp_path / "o.png"), (src, tmp_path / "outdir")):
+        rc, _, err = run(capsys, "sign", str(target), "-o", str(out), *sign_keys, "--parent", str(p))
+        assert rc == 2 and not out.exists()  # was: signed with a garbage ingredient, exit 0
+        one_line_error(err, f"--parent {p}: {needle}")
+
+
+def test_sign_good_parent_still_works(capsys, tmp_path, sign_keys):
+    from fixtures.make_media import image_bytes
+
+    (tmp_path / "p.jpg").write_bytes(image_bytes("jpeg", size=(48, 48), seed=3))
+    (tmp_path / "c.png").write_bytes(image_bytes("png", size=(32, 32), seed=4))
+    capsys.readouterr()
+    rc, _, err = run(capsys, "sign", str(tmp_path / "c.png"), "-o", str(tmp_path / "o.png"), *sign_keys,
+                     "--parent", str(tmp_path / "p.jpg"))
+    assert rc == 0 and (tmp_path / "o.png").exists(), err
+
+
+def test_verify_empty_directory_says_so(capsys, tmp_path):
+    import json
+
+    (tmp_path / "empty").mkdir()
+    rc, out, err = run(capsys, "verify", "-r", str(tmp_path / "empty"), "--json")
+    assert rc == 1 and "Traceback" not in err  # nothing verified is never a pass
+    assert json.loads(out) == [{**json.loads(out)[0], "path": str(tmp_path / "empty"), "state": "error",
+                                "reason": "no files to verify in this directory"}]
+
+
+# ----------------------------------------------------------------------------- audit cloudfront:all, no distributions
+def test_audit_cloudfront_all_without_distributions(capsys, tmp_path, moto_server):
+    moto_server.reset()
+    ep = moto_server.endpoint_url
+    state = tmp_path / "s.db"
+    rc, out, err = run(capsys, "audit", "cloudfront:all", "--endpoint-url", ep, "--state", str(state),
+                       "--processes", "0", "--no-watermark")
+    assert rc == 2 and out == ""  # was: exit 0, an empty report and not a word
+    one_line_error(err, "cloudfront:all: no CloudFront distributions found; nothing to audit")
+    # another target left: a warning, and the audit of that target runs
+    from fixtures.make_media import image_bytes
+
+    s3 = moto_server.client("s3")
+    s3.create_bucket(Bucket="cf-none-media")
+    s3.put_object(Bucket="cf-none-media", Key="a.jpg", Body=image_bytes("jpeg", size=(32, 32)))
+    rc, out, err = run(capsys, "audit", "cloudfront:all", "s3://cf-none-media", "--endpoint-url", ep,
+                       "--state", str(state), "--processes", "0", "--no-watermark", "--no-posture",
+                       "--format", "json")
+    import json
+
+    assert rc == 0 and [o["key"] for o in json.loads(out)["objects"]] == ["a.jpg"]
+    assert "warning: cloudfront:all: no CloudFront distributions found; auditing the other targets only" in err
+
+
+def test_audit_cloudfront_distribution_without_s3_origins(capsys, tmp_path, moto_server):
+    moto_server.reset()
+    cf = moto_server.client("cloudfront")
+    beh = {"TargetOriginId": "api", "ViewerProtocolPolicy": "https-only", "MinTTL": 0,
+           "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+           "TrustedSigners": {"Enabled": False, "Quantity": 0}}
+    d = cf.create_distribution(DistributionConfig={
+        "CallerReference": "api-only", "Comment": "", "Enabled": True, "DefaultCacheBehavior": beh,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "api", "DomainName": "api.example.com", "CustomOriginConfig": {
+            "HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only"}}]}})["Distribution"]
+    for spec in ("cloudfront:all", f"cloudfront:{d['Id']}"):
+        rc, _, err = run(capsys, "audit", spec, "--endpoint-url", moto_server.endpoint_url,
+                         "--state", str(tmp_path / "s.db"), "--processes", "0")
+        assert rc == 2
+        one_line_error(err, f"{spec}: no S3 origins to audit (1 origin(s) skipped: {d['Id']}/api api.example.com")
+    moto_server.reset()
+
+
+# ----------------------------------------------------------------------------- --help everywhere
+def _subcommands(parser, path=()):
+    import argparse
+
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommands(sub, path + (name,))
+
+
+def test_help_of_every_command(capsys):
+    paths = list(_subcommands(cli.build_parser()))
+    assert {("sign",), ("verify",), ("audit",), ("posture",), ("keys", "init"), ("fingerprint", "match"),
+            ("watermark", "detect"), ("controls", "generate")} <= set(paths)
+    for path in paths:
+        with pytest.raises(SystemExit) as ei:
+            cli.main([*path, "--help"])
+        out, err = capsys.readouterr()
+        assert ei.value.code == 0 and out.startswith("usage: synthguard") and not err, path

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Sequence
 from ..models import AuditResult
 
 COLUMNS = ("bucket", "key", "version_id", "etag", "size", "content_type", "status", "c2pa_state", "c2pa_codes",
-           "watermark_detected", "watermark_payload", "training_match", "error", "owner_tags", "cached", "origin")
+           "watermark_detected", "watermark_payload", "training_match", "error", "owner_tags", "cached", "origin",
+           "severity", "exposure", "exposure_reason")
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -32,10 +33,11 @@ def findings_to_csv(result: AuditResult, **_: Any) -> str:
 
 def to_csv(result: AuditResult, **_: Any) -> str:
     """One row per audited object (findings: :func:`findings_to_csv`)."""
-    return csv_text(COLUMNS, (_row(o) for o in result.objects))
+    return csv_text(COLUMNS, (_row(o, result) for o in result.objects))
 
 
-def _row(o: Any) -> list[Any]:
+def _row(o: Any, result: AuditResult) -> list[Any]:
+    exp = result.exposure_of(o)
     c2 = o.c2pa or {}
     wm = o.watermark or {}
     tm = o.training_match or {}
@@ -44,4 +46,4 @@ def _row(o: Any) -> list[Any]:
             "" if not wm else str(bool(wm.get("detected"))).lower(), wm.get("payload") or "",
             tm.get("asset_id") or "", o.error or "",
             ";".join(f"{k}={v}" for k, v in sorted(o.owner_tags.items())), str(o.cached).lower(),
-            o.origin or ""]
+            o.origin or "", result.severity_of(o), exp.state, exp.why]

@@ -52,7 +52,7 @@ def to_html(result: AuditResult, *, title: str | None = None, **_: Any) -> str:
 
     order = {st: i for i, st in enumerate(STATUSES)}
     objs = sorted(result.objects, key=lambda o: (order.get(o.status, 99), o.bucket, o.key))
-    out.append(f"<h2>Objects ({len(objs)})</h2><table><tr><th>status</th><th>object</th><th>C2PA</th>"
+    out.append(f"<h2>Objects ({len(objs)})</h2><table><tr><th>status</th><th>severity</th><th>object</th><th>C2PA</th>"
                "<th>watermark</th><th>size</th><th>detail</th></tr>")
     for o in objs:
         c2 = o.c2pa or {}
@@ -61,10 +61,12 @@ def to_html(result: AuditResult, *, title: str | None = None, **_: Any) -> str:
                                                                        ("no" if wm else "-"))
         codes = ", ".join(c2.get("codes") or [])
         detail = o.error or (f"training asset {(o.training_match or {}).get('asset_id')}" if o.training_match else "")
+        if not o.error and o.status == "leaked_training_asset":
+            detail += f"; {result.exposure_of(o).why}"
         if not detail and codes and o.status != "ok":
             detail = codes
-        ev = json.dumps(o.to_dict(), indent=1, default=str)
-        out.append(f"<tr><td>{_badge(o.status)}</td><td><code>{_e(o.uri)}</code>"
+        ev = json.dumps(result.object_dict(o), indent=1, default=str)
+        out.append(f"<tr><td>{_badge(o.status)}</td><td>{_e(result.severity_of(o))}</td><td><code>{_e(o.uri)}</code>"
                    f"{'<br><span class=muted>version ' + _e(o.version_id) + '</span>' if o.version_id else ''}</td>"
                    f"<td>{_e(c2.get('state') or '-')}</td><td>{_e(wms)}</td><td class=\"n\">{_e(o.size)}</td>"
                    f"<td>{_e(detail)}<details><summary class=muted>evidence</summary><pre>{_e(ev)}</pre>"

@@ -15,7 +15,7 @@ def to_jsonl(result: AuditResult, **_: Any) -> str:
     """Streams well into log pipelines: ``{"type": "summary"}``, ``{"type": "object"}``, ..."""
     lines = [json.dumps({"type": "summary", "run_id": result.run_id, **dict(result.summary)}, default=str)]
     for o in result.objects:
-        lines.append(json.dumps({"type": "object", "run_id": result.run_id, **o.to_dict()}, default=str))
+        lines.append(json.dumps({"type": "object", "run_id": result.run_id, **result.object_dict(o)}, default=str))
     for f in result.findings:
         d = f.to_dict() if hasattr(f, "to_dict") else f
         lines.append(json.dumps({"type": "finding", "run_id": result.run_id, **d}, default=str))

@@ -134,16 +134,21 @@ def to_sarif(result: AuditResult, **_: Any) -> str:
     for o in result.objects:
         if o.status not in RULES:
             continue
-        rid, _text, lvl = RULES[o.status]
+        rid, _text, _lvl = RULES[o.status]
         uri = o.uri + (f"?versionId={o.version_id}" if o.version_id else "")
+        sev, exp = result.severity_of(o), result.exposure_of(o)
+        why = "; ".join(x for x in (o.reason, f"{sev}: {exp.why}" if o.status == "leaked_training_asset" else "")
+                        if x)
         results.append({
-            "ruleId": rid, "ruleIndex": index[o.status], "level": lvl,
-            "message": {"text": f"{o.status}: {o.uri}" + (f" ({o.reason})" if o.reason else "")},
+            "ruleId": rid, "ruleIndex": index[o.status], "level": level(sev),
+            "message": {"text": f"{o.status}: {o.uri}" + (f" ({why})" if why else "")},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
             "partialFingerprints": {"objectEtag": f"{o.bucket}/{o.key}/{o.version_id or ''}/{o.etag or ''}"},
             "properties": {"bucket": o.bucket, "key": o.key, "versionId": o.version_id, "etag": o.etag,
                            "contentType": o.content_type, "c2pa": o.c2pa, "watermark": o.watermark,
-                           "trainingMatch": o.training_match, "ownerTags": dict(o.owner_tags)},
+                           "trainingMatch": o.training_match, "ownerTags": dict(o.owner_tags),
+                           "severity": sev, "security-severity": SECURITY_SEVERITY.get(sev, "5.5"),
+                           "exposure": exp.to_dict()},
         })
     if result.findings:
         results += findings_sarif(result.findings, rules, all_checks=False)

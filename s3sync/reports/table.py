@@ -54,6 +54,7 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
         t = Table(show_header=True, header_style="bold", expand=False)
         longest = max((len(o.uri) for o in rows[:limit]), default=10)
         t.add_column("status", no_wrap=True)
+        t.add_column("severity", no_wrap=True)
         t.add_column("object", overflow="fold", min_width=min(longest + 2, 160))
         t.add_column("c2pa", no_wrap=True)
         t.add_column("watermark", no_wrap=True)
@@ -66,9 +67,11 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
             if not detail and o.training_match:
                 tm = o.training_match
                 detail = f"training asset {tm.get('asset_id')} (distance {tm.get('distance')})"
+                if o.status == "leaked_training_asset":
+                    detail += f"; {result.exposure_of(o).why}"
             if not detail and o.c2pa and o.status in ("invalid_provenance", "untrusted"):
                 detail = ", ".join((o.c2pa.get("codes") or [])[:2]) or str(o.c2pa.get("reason") or "")
-            t.add_row(f"[{STYLE.get(o.status, '')}]{o.status}[/]",
+            t.add_row(f"[{STYLE.get(o.status, '')}]{o.status}[/]", result.severity_of(o),
                       o.uri + (f" ({o.version_id})" if o.version_id else ""), c2, wms, detail)
         con.print(t)
         if len(rows) > limit:

@@ -121,3 +121,75 @@ def test_bad_posture_config_is_a_usage_error_before_listing(tmp_path, capsys):
                          str(cfg), "--state", str(tmp_path / "s.db")]) == 2
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- leak severity by exposure (issue 5)
+def _leak_world(s3, tmp_path, buckets: dict[str, str]) -> str:
+    """Each bucket gets a derived copy of one registered training image; ``buckets``: name -> ACL."""
+    from fixtures.make_media import encode_image, image_array
+    from provenance import Registry, fingerprint
+
+    reg = tmp_path / "training.db"
+    with Registry(reg) as r:
+        r.add("train-0041", fingerprint(image_array((320, 240), seed=41)), source_uri="s3://training/0041.png")
+    copy = encode_image(image_array((320, 240), seed=41)[::2, ::2], "jpeg", quality=85)
+    for name, acl in buckets.items():
+        s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket=name, Key="cdn/leak.jpg", Body=copy)
+        if acl != "private":
+            s3.put_bucket_acl(Bucket=name, ACL=acl)
+    return str(reg)
+
+
+def _leaks(doc) -> dict[str, tuple[str, str, str]]:
+    return {o["bucket"]: (o["severity"], o["exposure"]["state"], o["exposure"]["why"]) for o in doc["objects"]
+            if o["status"] == "leaked_training_asset"}
+
+
+def test_leak_severity_public_vs_private_bucket_on_moto(moto_server, tmp_path, capsys):
+    import cli
+
+    moto_server.reset()
+    s3 = moto_server.client("s3")
+    reg = _leak_world(s3, tmp_path, {"leak-public": "public-read", "leak-private": "private",
+                                     "leak-cdn": "private"})
+    moto_server.client("cloudfront").create_distribution(DistributionConfig={
+        "CallerReference": "leak-cdn", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "media", "DomainName": "leak-cdn.s3.us-east-1.amazonaws.com",
+                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "media", "ViewerProtocolPolicy": "https-only", "MinTTL": 0,
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "TrustedSigners": {"Enabled": False, "Quantity": 0}}})
+    state = str(tmp_path / "s.db")
+    base = ["audit", "s3://leak-public", "s3://leak-private", "s3://leak-cdn", "--registry", reg,
+            "--endpoint-url", moto_server.endpoint_url, "--state", state, "--processes", "0", "--no-watermark"]
+    assert cli.main(base + ["--format", "json"]) == 0
+    leaks = _leaks(json.loads(capsys.readouterr().out))
+    assert leaks["leak-public"] == ("critical", "public", "bucket is public: ACL grants to AllUsers")
+    assert leaks["leak-private"] == ("high", "private", "bucket is not public")
+    assert leaks["leak-cdn"][:2] == ("critical", "public") and "served by CloudFront distribution" in leaks["leak-cdn"][2]
+    # the stored run renders the same severities (SARIF: properties and level)
+    assert cli.main(["audit", "report", "--state", state, "--format", "sarif", "--out", str(tmp_path / "r.sarif")]) == 0
+    capsys.readouterr()
+    res = [r for r in json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
+           if r["ruleId"] == "SG-S3-LEAK"]
+    assert {r["properties"]["bucket"]: r["properties"]["severity"] for r in res} == {
+        "leak-public": "critical", "leak-private": "high", "leak-cdn": "critical"}
+    # no posture: the exposure is unknown, so every leak is critical and says why
+    assert cli.main(base + ["--format", "json", "--no-posture", "--no-resume"]) == 0
+    leaks = _leaks(json.loads(capsys.readouterr().out))
+    assert set(leaks.values()) == {("critical", "unknown", "exposure unknown: posture checks were not run (--no-posture)")}
+    moto_server.reset()
+
+
+def test_leak_severity_public_vs_private_bucket_on_seaweedfs(seaweed, tmp_path):
+    """SeaweedFS answers ACLs but not CloudFront: public-read is critical (public); for the private bucket
+    nobody can say whether a distribution serves it, so the leak stays critical, with that reason."""
+    s3 = seaweed.client("s3")
+    reg = _leak_world(s3, tmp_path, {"leak-sw-public": "public-read", "leak-sw-private": "private"})
+    res = s3sync.audit(["s3://leak-sw-public", "s3://leak-sw-private"], endpoint_url=seaweed.endpoint_url,
+                       registry=reg, state=tmp_path / "s.db", processes=0, watermark=False, posture=None)
+    leaks = _leaks(res.to_dict())
+    assert leaks["leak-sw-public"] == ("critical", "public", "bucket is public: ACL grants to AllUsers")
+    sev, state, why = leaks["leak-sw-private"]
+    assert (sev, state) == ("critical", "unknown") and "bucket is not public" in why and "CloudFront" in why
