@@ -227,6 +227,14 @@ def _detector(module: str):
     return detect
 
 
+def _min_detect_short() -> int:
+    try:
+        from watermark import MIN_DETECT_SHORT
+    except ImportError:
+        return 0
+    return int(MIN_DETECT_SHORT)
+
+
 def _wm_unavailable(exc: BaseException) -> dict[str, Any]:
     return {"detected": False, "payload": None, "skipped": f"watermark unavailable: {exc}"}
 
@@ -288,6 +296,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         if from_manifest:
             out.watermark = {"detected": True, "payload": str(out.c2pa["soft_binding"]),
                              "source": "manifest soft binding (pixels not searched)"}
+        elif cfg.watermark and rgb is not None and min(rgb.shape[:2]) < _min_detect_short():
+            out.watermark = {"detected": False, "payload": None,
+                             "skipped": f"too small to carry a readable watermark "
+                                        f"(short side {min(rgb.shape[:2])} px < {_min_detect_short()} px)"}
         elif cfg.watermark:
             t0 = t()
             trusted = bool(out.c2pa and out.c2pa.get("state") == "trusted")

@@ -490,3 +490,16 @@ def test_prefetched_listing_keeps_order_errors_and_stops_early():
     time.sleep(0.3)
     assert len(produced) == n <= 3 + 2 + 2  # the producer stopped, at most depth pages ahead
     assert not [t for t in threading.enumerate() if t.name == "s3audit-list" and t.is_alive()]
+
+
+def test_tiny_images_are_not_searched_for_a_watermark():
+    import watermark
+    from fixtures.make_media import image_bytes
+    from s3sync import checks
+
+    checks.init_process(CheckConfig(watermark_key=bytes(32), watermark_key_kind="secret"))
+    out = checks.check(image_bytes("jpeg", size=(80, 60)), "image/jpeg", "t.jpg")
+    assert out.error is None and out.watermark["detected"] is False
+    assert f"< {watermark.MIN_DETECT_SHORT} px" in out.watermark["skipped"]
+    big = checks.check(image_bytes("jpeg", size=(96, 96)), "image/jpeg", "t.jpg")
+    assert "skipped" not in big.watermark  # at or above the limit the detector runs

@@ -40,6 +40,12 @@ PERIODS = 5.0         # tile periods across the short side at embedding
 ROLL_OFF = 1e6        # Gaussian spectral roll-off of the chips, cycles per tile (1e6: flat up to the cell Nyquist)
 SYNC_CELLS = 240      # cells of the tile carrying the keyed sync pattern (the rest carry coded bits)
 MIN_EMBED_SHORT = 256
+# Below this short side no mark is read, and none is searched for: a whole marked picture shrunk
+# to S px carries 5 x 32 = 160 chip cells across S (2.5 cells per pixel at 64 px), far beyond
+# what the pixels can resolve. Measured on 7 marked 512 px pictures shrunk to S: read 0/7 at
+# S = 56, 64 and 68; 1/7 at 72 and 76; 2/7 at 78-96; 5/7 at 112; 6/7 at 128. (A crop of a bigger
+# picture has a longer period relative to its size: even less readable at the same size.)
+MIN_DETECT_SHORT = 64
 DET_SHORT = 256       # detection works on a copy whose short side is at most this
 # Strength (luminance levels): floor on flat areas, gain on local std, ceiling, global RMS cap.
 A_FLOOR = 1.0
@@ -639,7 +645,7 @@ def detect_rgb(rgb: np.ndarray, key: bytes, search: str = "full") -> tuple[bytes
     y = luminance(rgb)
     h, w = y.shape
     short = min(h, w)
-    if short < 32:
+    if short < MIN_DETECT_SHORT:
         return None
     if short > DET_SHORT:
         s = DET_SHORT / short
