@@ -218,6 +218,7 @@ class Auditor:
         done_before = st.run_members(self.run_id) if resumed else set()
         self.stats = AuditStats()
         self._batched = 0
+        self._not_latest: set[tuple[str, str, str]] = set()
         self._start_posture(targets)
         self._s3 = self._fetch_client()
         _checks.init_process(self.cfg)  # inline checks (and the edge sampler) use it too
@@ -231,6 +232,9 @@ class Auditor:
         try:
             for ref in self._iter_refs(targets):
                 self.stats.listed += 1
+                if ref.version_id and not ref.is_latest:
+                    # An edge serves only the latest version: older ones are never edge samples.
+                    self._not_latest.add(ref.ident)
                 if seen is not None:
                     if ref.ident in seen:
                         continue
@@ -590,7 +594,8 @@ class Auditor:
         if self.sample_edge and self.origins:
             from . import cloudfront
 
-            objects = [o for o in st.iter_run_objects(self.run_id) if isinstance(o, ObjectResult)]
+            objects = [o for o in st.iter_run_objects(self.run_id)
+                       if isinstance(o, ObjectResult) and o.ident not in self._not_latest]
             edge = cloudfront.sample_edges(self.origins, objects, self.sample_edge,
                                            edge_url_map=self._edge_map,
                                            trust_anchors=self.cfg.trust_anchors, watermark_key=self.cfg.watermark_key)

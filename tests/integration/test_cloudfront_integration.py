@@ -376,3 +376,30 @@ def test_watermark_at_the_edge(cf_world, seaweed, monkeypatch, tmp_path):
     assert "without the C2PA manifest" in q.reason and f"watermark {payload.hex()} survived" in q.reason
     assert raw.provenance_preserved and raw.edge_c2pa_state == "trusted" and raw.bytes_identical
     assert wm_only.provenance_preserved and wm_only.bytes_identical is False and "survived" in wm_only.reason
+
+
+def test_edge_samples_compare_with_the_latest_version_only(cf_world, seaweed, monkeypatch, tmp_path):
+    """With --versions an edge serves only the latest version: an older signed version must not
+    be compared with it (that would report a false 'provenance not preserved')."""
+    import s3sync
+    from provenance import Signer, sign
+
+    keys = cf_world["keys"]
+    signer = Signer.from_files(keys.signer_cert, keys.signer_key)
+    s3 = seaweed.client("s3")
+    s3.create_bucket(Bucket="cf-versioned")
+    s3.put_bucket_versioning(Bucket="cf-versioned", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="cf-versioned", Key="raw/a.jpg", Body=sign(_jpeg(20), signer=signer, mime="image/jpeg"),
+                  ContentType="image/jpeg")
+    s3.put_object(Bucket="cf-versioned", Key="raw/a.jpg", Body=_jpeg(21), ContentType="image/jpeg")  # latest
+    cf_world["edge"].origins["d4"] = ("cf-versioned", "")
+    origin = OriginTarget(distribution_id="EVER", domain_name="dver.cloudfront.net", origin_id="o",
+                          bucket="cf-versioned", prefix="", kind="rest")
+    _point_at_servers(monkeypatch, seaweed, cf_world)
+    res = s3sync.audit([origin], versions=True, sample_edge=5, watermark=False, processes=0, workers=2,
+                       edge_url_map=[f"dver.cloudfront.net={cf_world['edge'].base}/d4"],
+                       trust_anchors=keys.root, state=tmp_path / "v.db")
+    assert sorted(o.c2pa["state"] for o in res.objects) == ["missing", "trusted"]  # both versions audited
+    d = json.loads(json.dumps(res.to_dict(), default=str))
+    assert [(e["key"], e["origin_c2pa_state"], e["provenance_preserved"]) for e in d["edge_samples"]] == [
+        ("raw/a.jpg", "missing", True)]
