@@ -259,6 +259,9 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
     else:
         with open(source, "rb") as fh:
             head = fh.read(64)
+    if not head:
+        out.error = f"empty object (0 bytes) where {normalize_mime(mime) or mime_from_name(key) or 'media'} was claimed"
+        return out
     sniffed = sniff_mime(head, None)
     claimed = normalize_mime(mime) or mime_from_name(key)
     # Content wins over the claim when it is recognisable media (a .jpg that really is a PNG).

@@ -503,3 +503,12 @@ def test_tiny_images_are_not_searched_for_a_watermark():
     assert f"< {watermark.MIN_DETECT_SHORT} px" in out.watermark["skipped"]
     big = checks.check(image_bytes("jpeg", size=(96, 96)), "image/jpeg", "t.jpg")
     assert "skipped" not in big.watermark  # at or above the limit the detector runs
+
+
+def test_empty_object_is_unreadable_with_a_plain_reason():
+    from s3sync import checks
+
+    checks.init_process(CheckConfig(watermark=False))
+    out = checks.check(b"", "image/jpeg", "empty.jpg")
+    assert out.error == "empty object (0 bytes) where image/jpeg was claimed"
+    assert classify(None, False, None, out.error) == "unreadable"
