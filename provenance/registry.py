@@ -5,17 +5,28 @@ Why SQLite: one file that survives restarts, opens from many worker processes, a
 built lazily in memory from SQLite the first time a lookup needs it and rebuilt when rows change
 (this connection's writes, or another process's, seen through ``PRAGMA data_version``).
 
-Lookup: a query matches an asset when ``query - asset <= THRESHOLD`` (see ``provenance.fingerprints``):
-the query's full frame against every stored part, and the query's parts against every stored full
-frame. Small registries are searched by vectorised popcount over packed hashes (exact); large ones
-(>= MIH_MIN_ROWS part hashes) by multi-index hashing: 32 tables keyed by 16-bit byte pairs, candidates
-share at least one key, then the true distance is computed. Measured (bench stage C, 1,000,000 hashes,
-T=50, synthguard-fp/2, one core): 10,400 queries/s in batches (``match_many``), ~930/s one query at a
-time, 89.1 % of all true matches <= T and 100 % of best matches found (exact up to distance 15); 16
-tables ran at 15,400 queries/s but found 79.1 % / 97.8 %, numpy brute force 26 queries/s.
+Algorithm: the ``meta`` table records ``provenance.fingerprints.ALGORITHM`` of the stored hashes. A
+registry made by another algorithm (or rows from before it was recorded) is refused when opened, added
+to or searched (``AlgorithmMismatchError``, a ``ValueError``) until ``Registry.rehash()`` (CLI:
+``synthguard fingerprint rehash --registry DB``) recomputes every asset from its recorded source.
 
-Size: an image stores 57 part hashes (1.8 kB; synthguard-fp/1 stored 166), so 1,000,000 indexed hashes
-are ~17,500 images; the index adds ~4 bytes per hash per table. Videos store every sampled frame's parts.
+Lookup: a query matches an asset when ``query - asset <= THRESHOLD`` (see ``provenance.fingerprints``):
+the query's full frame against every stored part, the query's parts against every stored full
+frame, and the query's PDQ row against every stored PDQ row (one per frame, at ``pdq_threshold``).
+Small registries are searched by vectorised popcount over packed hashes (exact); large ones
+(>= MIH_MIN_ROWS part hashes) by multi-index hashing: 32 tables keyed by 16-bit byte pairs over the
+parts (128 over the PDQ rows, ``_PDQ_KEYS``), candidates share at least one key, then the true distance
+is computed 64 bits at a time with early exit. Measured (bench stage C, 1,000,000 part hashes = 17,543
+assets, T=49, synthguard-fp/3, one core, two runs): 10,000 queries in 0.56-0.77 s CPU (13,000-17,700
+queries/s; full frames vs parts 0.43-0.57 s, PDQ 0.13-0.20 s), best match found for 98.9 % of the
+queries that have one (3 of 282 missed by the parts MIH, which is exact only up to distance 15); the
+reverse direction (the queries' parts vs stored full frames, also in ``match_many``) takes another
+0.53-0.78 s. One query at a time (``match``: PDQ rows brute force) 500-620 queries/s; numpy brute
+force over everything 13-14 queries/s.
+
+Size: an image stores 57 part hashes and a PDQ row (1.9 kB; synthguard-fp/1 stored 166 parts), so
+1,000,000 indexed part hashes are ~17,500 images; the index adds ~4 bytes per hash per table. Videos
+store every sampled frame's rows.
 """
 from __future__ import annotations
 
@@ -29,11 +40,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .fingerprints import HASH_BYTES, THRESHOLD, Fingerprint, confidence_for, hamming, popcount_rows64
+from . import fingerprints as _fpm
+from .fingerprints import (HASH_BYTES, THRESHOLD, Fingerprint, confidence_for, hamming, pdq_scaled, pdq_threshold,
+                           popcount_rows64)
 
-__all__ = ["Registry", "Match", "SCHEMA_VERSION", "MIH_MIN_ROWS", "SourceItem", "iter_sources", "parse_s3_uri"]
+__all__ = ["Registry", "Match", "SCHEMA_VERSION", "MIH_MIN_ROWS", "SourceItem", "iter_sources", "parse_s3_uri",
+           "AlgorithmMismatchError", "RehashResult"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIH_MIN_ROWS = 65_536     # below this, brute force is exact and already fast
 
 # Migrations: index i brings the schema from version i to i + 1. Never drop or rewrite user data.
@@ -68,7 +82,53 @@ def _migrate_1_to_2(con: sqlite3.Connection) -> None:
             con.execute("INSERT OR IGNORE INTO frames(asset_id, frame, parts) VALUES (?, 0, ?)", (asset_id, raw))
 
 
-_MIGRATIONS = [None, _migrate_1_to_2]
+def _migrate_2_to_3(con: sqlite3.Connection) -> None:
+    """v3: a ``meta`` key/value table that records the fingerprint algorithm of the stored hashes, and a
+    staging table for ``Registry.rehash`` (resumable: rows computed before an interruption are kept).
+
+    Rows written before v3 carry no algorithm: an empty registry gets the current one recorded (see
+    ``Registry._init_algorithm``); one with rows stays unrecorded and is refused until rehashed."""
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("""CREATE TABLE IF NOT EXISTS rehash_frames (
+        asset_id  TEXT NOT NULL,
+        frame     INTEGER NOT NULL,
+        parts     BLOB NOT NULL,
+        kind      TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        PRIMARY KEY (asset_id, frame))""")
+
+
+_MIGRATIONS = [None, _migrate_1_to_2, _migrate_2_to_3]
+
+
+class AlgorithmMismatchError(ValueError):
+    """The registry's hashes were made by another fingerprint algorithm than this synthguard computes:
+    distances between them mean nothing, so adding and matching are refused until ``rehash``."""
+
+    def __init__(self, path, recorded: str | None, current: str) -> None:
+        self.path, self.recorded, self.current = str(path), recorded, current
+        made = f"'{recorded}'" if recorded else "an older synthguard (algorithm not recorded)"
+        super().__init__(
+            f"{path}: fingerprints were made with {made}, this synthguard computes '{current}'; recompute them "
+            f"from their sources with 'synthguard fingerprint rehash --registry {path}' (or register the assets "
+            f"again into a new registry file with 'synthguard fingerprint add')")
+
+
+@dataclass
+class RehashResult:
+    """What ``Registry.rehash`` did: ``applied`` is True when the registry now holds only hashes of
+    the current algorithm (and records it)."""
+
+    algorithm: str
+    rehashed: list[str]
+    reused: list[str]
+    failed: list[dict]
+    dropped: list[str]
+    applied: bool
+
+    def to_dict(self) -> dict:
+        return {"algorithm": self.algorithm, "rehashed": self.rehashed, "reused_staged": self.reused,
+                "failed": self.failed, "dropped": self.dropped, "applied": self.applied}
 
 
 @dataclass(frozen=True, order=True)
@@ -101,6 +161,30 @@ _MIH_KEYS: tuple[tuple[int, int], ...] = tuple((2 * j, 2 * j + 1) for j in range
     tuple((j, j + 16) for j in range(16))
 
 
+def _pdq_keys(n: int = 128) -> tuple[tuple[int, int], ...]:
+    """Byte pairs for the PDQ index: the 32 of ``_MIH_KEYS``, then pairs (j, j + s) for growing s.
+
+    The PDQ index holds one code per frame (~17,500 for 1,000,000 part hashes), so a 16-bit bucket
+    holds ~0.3 codes and more tables are cheap; they are needed because a PDQ match sits at distance
+    up to ~67 (26 % of the bits). Measured on the corpus copies with PDQ distance <= 67: a shared key in
+    90 % (32 tables), 98 % (128 tables), 99.7 % (all 496 pairs: 0.3 s per 10,000 queries, ~130 MB of
+    tables). Bench stage C: 128 tables find 99.5 % of the PDQ rows within 67 in 0.2 s per 10,000 queries."""
+    out = list(_MIH_KEYS)
+    seen = {tuple(sorted(k)) for k in out}
+    s = 1
+    while len(out) < n and s < 32:
+        for j in range(32):
+            k = tuple(sorted((j, (j + s) % 32)))
+            if k not in seen and len(out) < n:
+                seen.add(k)
+                out.append(k)
+        s += 1
+    return tuple(out)
+
+
+_PDQ_KEYS = _pdq_keys()
+
+
 class _MIH:
     """Multi-index hashing over packed 256-bit codes: tables keyed by 16-bit byte pairs."""
 
@@ -114,37 +198,48 @@ class _MIH:
             col = (codes[:, a].astype(np.uint16) << 8) | codes[:, b]
             order = np.argsort(col, kind="stable").astype(np.int32)
             self.perm.append(order)
-            self.starts.append(np.searchsorted(col[order], np.arange(65537), side="left").astype(np.int64))
+            self.starts.append(np.searchsorted(col[order], np.arange(65537), side="left").astype(np.int32))
 
-    def candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows sharing at least one table key with the query rows q (Q, 32): (query index, row,
-        the query's code as 4 uint64 per candidate)."""
+    def candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows sharing at least one table key with the query rows q (Q, 32): (query index, row)."""
         q = np.ascontiguousarray(q)
-        q64 = q.view(np.uint64)
-        ar = np.arange(len(q))
-        qis, rows, qcodes = [], [], []
+        ar = np.arange(len(q), dtype=np.int32)
+        qis, rows = [], []
         for j, (a, b) in enumerate(self.keys):
             k = (q[:, a].astype(np.int64) << 8) | q[:, b]
             s, e = self.starts[j][k], self.starts[j][k + 1]
-            n = e - s
+            n = (e - s).astype(np.int64)
             tot = int(n.sum())
             if not tot:
                 continue
             off = np.arange(tot) - np.repeat(np.cumsum(n) - n, n)
             rows.append(self.perm[j][np.repeat(s, n) + off])
             qis.append(np.repeat(ar, n))
-            qcodes.append(np.repeat(q64, n, axis=0))
         if not rows:
-            return np.empty(0, np.int64), np.empty(0, np.int32), np.empty((0, 4), np.uint64)
-        return np.concatenate(qis), np.concatenate(rows), np.concatenate(qcodes)
+            return np.empty(0, np.int32), np.empty(0, np.int32)
+        return np.concatenate(qis), np.concatenate(rows)
 
     def range_search(self, q: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All (query index, row, distance) with distance <= t among the candidates, each pair once."""
+        """All (query index, row, distance) with distance <= t among the candidates, each pair once.
+
+        The distance is computed 64 bits at a time and candidates are dropped as soon as the partial
+        distance exceeds t (half of a random candidate's 256 bits already do), so most candidates cost
+        two word gathers, not a 32-byte row copy."""
         q = np.ascontiguousarray(q, dtype=np.uint8)
-        qi, rows, qc = self.candidates(q)
+        q64 = q.view(np.uint64)
+        qi, rows = self.candidates(q)
         if len(rows) == 0:
             return qi, rows, np.empty(0, np.int32)
-        d = popcount_rows64(self.codes64[rows] ^ qc)
+        c = self.codes64
+        d = np.bitwise_count(c[rows, 0] ^ q64[qi, 0]).astype(np.int32) if hasattr(np, "bitwise_count") else None
+        if d is None:  # numpy < 2: one pass with the byte table
+            d = popcount_rows64(c[rows] ^ q64[qi])
+        else:
+            d += np.bitwise_count(c[rows, 1] ^ q64[qi, 1])
+            keep = d <= t
+            qi, rows, d = qi[keep], rows[keep], d[keep]
+            for w in (2, 3):
+                d += np.bitwise_count(c[rows, w] ^ q64[qi, w])
         keep = d <= t
         qi, rows, d = qi[keep], rows[keep], d[keep]
         if len(rows):  # a row found through several tables is reported once
@@ -164,8 +259,11 @@ class _Index:
         self.kinds = [a[3] for a in assets]
         n_frames = np.zeros(len(assets), np.int32)
         part_chunks, part_owner, part_frame, full, full_owner, full_frame = [], [], [], [], [], []
+        pdq = []
         for fid, (owner, frame, blob) in enumerate(frames):
-            p = np.frombuffer(blob, np.uint8).reshape(-1, HASH_BYTES)
+            rows = np.frombuffer(blob, np.uint8).reshape(-1, HASH_BYTES)
+            p = rows[:-1]                       # parts; the last row is the PDQ component
+            pdq.append(rows[-1])
             part_chunks.append(p)
             part_owner.append(np.full(len(p), owner, np.int32))
             part_frame.append(np.full(len(p), fid, np.int32))
@@ -180,10 +278,12 @@ class _Index:
         self.full = np.ascontiguousarray(np.stack(full)) if full else np.zeros((0, HASH_BYTES), np.uint8)
         self.full_owner = np.asarray(full_owner, np.int32)
         self.full_frame = np.asarray(full_frame, np.int32)
+        self.pdq = np.ascontiguousarray(np.stack(pdq)) if pdq else np.zeros((0, HASH_BYTES), np.uint8)
         self.frame_owner = np.asarray([f[0] for f in frames], np.int32)
         big = len(self.codes) >= MIH_MIN_ROWS
         self.mih_parts = _MIH(self.codes) if big else None
         self.mih_full = _MIH(self.full) if big else None
+        self.mih_pdq = _MIH(self.pdq, _PDQ_KEYS) if big else None
 
     def frame_distances(self, fp: Fingerprint, t: int) -> dict[int, int]:
         """{frame id: distance} for every stored frame within t of the query (both directions)."""
@@ -205,7 +305,15 @@ class _Index:
             rev_frames, rev_d = self.full_frame[keep], d[keep]
         else:
             rev_frames, rev_d = np.zeros(0, np.int32), np.zeros(0, np.int32)
-        for f, d in zip(np.concatenate([fwd_frames, rev_frames]).tolist(), np.concatenate([fwd_d, rev_d]).tolist()):
+        # PDQ component: one code per frame, exact (a single query against ~17,500 codes is ~0.1 ms)
+        if len(self.pdq):
+            d = hamming(self.pdq, fp.pdq)
+            keep = d <= pdq_threshold(t)
+            pdq_frames, pdq_d = np.flatnonzero(keep).astype(np.int32), pdq_scaled(d[keep])
+        else:
+            pdq_frames, pdq_d = np.zeros(0, np.int32), np.zeros(0, np.int32)
+        for f, d in zip(np.concatenate([fwd_frames, rev_frames, pdq_frames]).tolist(),
+                        np.concatenate([fwd_d, rev_d, pdq_d]).tolist()):
             if d < out.get(f, 1 << 30):
                 out[f] = d
         return out
@@ -219,7 +327,8 @@ class Registry:
     its own lazily built in-memory index.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threshold: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, threshold: int | None = None,
+                 check_algorithm: bool = True) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"{self.path}: is a directory, expected a registry database file")
@@ -235,11 +344,18 @@ class Registry:
                 self._con.close()
                 raise ValueError(f"{self.path}: not a synthguard registry (an SQLite file without its tables)")
             self._migrate()
+            self._init_algorithm()
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"{self.path}: not a synthguard registry ({exc})") from None
         self._lock = threading.RLock()
         self._index: _Index | None = None
         self._data_version: int | None = None
+        if check_algorithm:
+            try:
+                self.check_algorithm()
+            except AlgorithmMismatchError:
+                self._con.close()
+                raise
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
@@ -264,6 +380,31 @@ class Registry:
     def schema_version(self) -> int:
         return int(self._con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
+    # ------------------------------------------------------------------ fingerprint algorithm
+    def _init_algorithm(self) -> None:
+        """A registry without a recorded algorithm and without rows (new, or an empty legacy file) gets
+        the current one; one with rows keeps none recorded (its hashes' algorithm is unknown)."""
+        con = self._con
+        with con:
+            if self._recorded_algorithm() is None and \
+                    con.execute("SELECT 1 FROM assets LIMIT 1").fetchone() is None:
+                con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('algorithm', ?)", (_fpm.ALGORITHM,))
+
+    def _recorded_algorithm(self) -> str | None:
+        row = self._con.execute("SELECT value FROM meta WHERE key='algorithm'").fetchone()
+        return str(row[0]) if row else None
+
+    @property
+    def algorithm(self) -> str | None:
+        """The fingerprint algorithm of the stored hashes (``None``: rows from before it was recorded)."""
+        return self._recorded_algorithm()
+
+    def check_algorithm(self) -> None:
+        """Raise ``AlgorithmMismatchError`` unless the stored hashes are the current algorithm's."""
+        rec = self._recorded_algorithm()
+        if rec != _fpm.ALGORITHM:
+            raise AlgorithmMismatchError(self.path, rec, _fpm.ALGORITHM)
+
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         self._con.close()
@@ -281,7 +422,10 @@ class Registry:
         return self._con.execute("SELECT 1 FROM assets WHERE asset_id=?", (str(asset_id),)).fetchone() is not None
 
     def __repr__(self) -> str:
-        return f"Registry({str(self.path)!r}, assets={len(self)})"
+        try:
+            return f"Registry({str(self.path)!r}, assets={len(self)})"
+        except sqlite3.Error:
+            return f"Registry({str(self.path)!r}, closed)"
 
     # ------------------------------------------------------------------ writes
     def add(self, asset_id: str, fingerprint: Fingerprint, *, source_uri: str | None = None,
@@ -304,6 +448,7 @@ class Registry:
         if not fps or not all(isinstance(f, Fingerprint) for f in fps):
             raise ValueError("expected one or more Fingerprint values")
         with self._lock, self._con as con:
+            self.check_algorithm()       # never mix hashes of two algorithms in one registry
             con.execute("DELETE FROM frames WHERE asset_id=?", (asset_id,))
             con.execute(
                 "INSERT INTO assets(asset_id, label, source_uri, fingerprint, kind, etag, size, mtime, added_at) "
@@ -346,11 +491,90 @@ class Registry:
         rows = self._con.execute("SELECT parts FROM frames WHERE asset_id=? ORDER BY frame", (asset_id,)).fetchall()
         return [Fingerprint.from_bytes(r[0]) for r in rows]
 
+    # ------------------------------------------------------------------ rehash
+    def rehash(self, *, s3=None, max_frames: int = 16, drop_unreadable: bool = False,
+               progress=None) -> RehashResult:
+        """Recompute every asset's fingerprints with the current algorithm from its ``source_uri``
+        (a local path or ``file://`` URI; ``s3://`` with an S3 client ``s3``, or a zero-argument callable
+        that makes one, called on the first ``s3://`` source) and record the algorithm.
+
+        Nothing changes until every asset is rehashed: sources that cannot be read or decoded are
+        listed in ``failed`` and the registry is left as it was (``applied`` False) unless
+        ``drop_unreadable`` removes those assets. Computed hashes are staged in the file, so running
+        it again after an interruption or after fixing the sources only computes what is missing.
+        ``progress(done, total)`` is called after each asset."""
+        from .fingerprints import fingerprint_media
+        from .media import MediaError
+
+        alg = _fpm.ALGORITHM
+        con = self._con
+        with self._lock, con:
+            con.execute("DELETE FROM rehash_frames WHERE algorithm<>? OR asset_id NOT IN "
+                        "(SELECT asset_id FROM assets)", (alg,))
+        assets = con.execute("SELECT asset_id, source_uri FROM assets ORDER BY rowid").fetchall()
+        staged = {r[0] for r in con.execute("SELECT DISTINCT asset_id FROM rehash_frames")}
+        client = [None if s3 is None or callable(s3) and not hasattr(s3, "get_object") else s3]
+
+        def s3_client():
+            if client[0] is None and s3 is not None:
+                client[0] = s3()
+            return client[0]
+
+        rehashed: list[str] = []
+        reused: list[str] = []
+        failed: list[dict] = []
+        for n, (asset_id, uri) in enumerate(assets, 1):
+            if asset_id in staged:
+                reused.append(asset_id)
+            else:
+                try:
+                    data = _read_source_uri(uri, s3_client() if uri and uri.startswith("s3://") else None)
+                    kind, fps = fingerprint_media(data, uri, max_frames=max_frames)
+                except Exception as exc:  # one unreadable source must not stop the others
+                    if not isinstance(exc, (MediaError, OSError, ValueError)) and \
+                            not type(exc).__module__.startswith("botocore"):
+                        raise
+                    failed.append({"asset_id": asset_id, "source_uri": uri, "error": str(exc)})
+                else:
+                    with self._lock, con:
+                        con.execute("DELETE FROM rehash_frames WHERE asset_id=?", (asset_id,))
+                        con.executemany(
+                            "INSERT INTO rehash_frames(asset_id, frame, parts, kind, algorithm) VALUES (?,?,?,?,?)",
+                            [(asset_id, i, f.to_bytes(), kind, alg) for i, f in enumerate(fps)])
+                    rehashed.append(asset_id)
+            if progress is not None:
+                progress(n, len(assets))
+        dropped: list[str] = []
+        if failed and not drop_unreadable:
+            return RehashResult(alg, rehashed, reused, failed, dropped, False)
+        with self._lock, con:
+            for f in failed:
+                con.execute("DELETE FROM frames WHERE asset_id=?", (f["asset_id"],))
+                con.execute("DELETE FROM assets WHERE asset_id=?", (f["asset_id"],))
+                dropped.append(f["asset_id"])
+            missing = con.execute("SELECT COUNT(*) FROM assets WHERE asset_id NOT IN "
+                                  "(SELECT asset_id FROM rehash_frames)").fetchone()[0]
+            if missing:  # assets registered meanwhile by an older synthguard: run again
+                con.rollback()
+                return RehashResult(alg, rehashed, reused, failed, [], False)
+            con.execute("DELETE FROM frames")
+            con.execute("INSERT INTO frames(asset_id, frame, parts) SELECT asset_id, frame, parts "
+                        "FROM rehash_frames ORDER BY asset_id, frame")
+            con.execute("UPDATE assets SET "
+                        "kind=(SELECT r.kind FROM rehash_frames r WHERE r.asset_id=assets.asset_id AND r.frame=0), "
+                        "fingerprint=(SELECT lower(hex(substr(r.parts, 1, ?))) FROM rehash_frames r "
+                        "WHERE r.asset_id=assets.asset_id AND r.frame=0)", (HASH_BYTES,))
+            con.execute("DELETE FROM rehash_frames")
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('algorithm', ?)", (alg,))
+            self._index = None
+        return RehashResult(alg, rehashed, reused, failed, dropped, True)
+
     # ------------------------------------------------------------------ index
     def _current_index(self) -> _Index:
         with self._lock:
             dv = int(self._con.execute("PRAGMA data_version").fetchone()[0])
             if self._index is None or dv != self._data_version:
+                self.check_algorithm()   # cached with the index: a lookup costs no extra query
                 assets = self._con.execute(
                     "SELECT asset_id, label, source_uri, kind FROM assets ORDER BY rowid").fetchall()
                 pos = {a[0]: i for i, a in enumerate(assets)}
@@ -418,9 +642,10 @@ class Registry:
         qi, rows, d = idx.mih_parts.range_search(np.stack([fp.parts[0] for fp in q]), t)
         sizes = np.array([len(fp.parts) for fp in q])
         pi, frows, d2 = idx.mih_full.range_search(np.concatenate([fp.parts for fp in q]), t)
-        qq = np.concatenate([qi, np.repeat(np.arange(len(q)), sizes)[pi]])
-        oo = np.concatenate([idx.owner[rows], idx.full_owner[frows]])
-        dd = np.concatenate([d, d2])
+        zi, zrows, d3 = idx.mih_pdq.range_search(np.stack([fp.pdq for fp in q]), pdq_threshold(t))
+        qq = np.concatenate([qi, np.repeat(np.arange(len(q)), sizes)[pi], zi])
+        oo = np.concatenate([idx.owner[rows], idx.full_owner[frows], idx.frame_owner[zrows]])
+        dd = np.concatenate([d, d2, pdq_scaled(d3)])
         if len(qq):
             order = np.lexsort((oo, dd, qq))                  # per query: nearest first
             qq, oo, dd = qq[order], oo[order], dd[order]
@@ -451,6 +676,29 @@ class SourceItem:
             bucket, _, key = self.uri[5:].partition("/")
             return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return Path(self.name).read_bytes()
+
+
+def _read_source_uri(uri: str | None, s3=None) -> bytes:
+    """The bytes behind a registered ``source_uri``: a local path, a ``file://`` URI or (with an S3
+    client) an ``s3://`` URI."""
+    if not uri:
+        raise ValueError("no source recorded for this asset")
+    if uri.startswith("s3://"):
+        if s3 is None:
+            raise ValueError("an S3 client is needed to read s3:// sources")
+        bucket, key = parse_s3_uri(uri)
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    if uri.startswith("file://"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        u = urlparse(uri)
+        if u.netloc not in ("", "localhost"):
+            raise ValueError(f"{uri}: not a local file")
+        return Path(url2pathname(u.path)).read_bytes()       # url2pathname unquotes
+    if "://" in uri:
+        raise ValueError(f"{uri}: cannot read sources of this kind (local paths, file:// and s3:// only)")
+    return Path(uri).read_bytes()
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

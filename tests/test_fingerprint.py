@@ -184,3 +184,31 @@ def test_video_keyframes_match_a_reencoded_copy():
     assert len(a) == 6 and len(b) == 6
     assert fpm.video_matches(b, a)[0]
     assert not fpm.video_matches(c, a)[0]
+
+
+def test_pdq_component_is_stored_and_joins_the_distance(photos, fps):
+    a, c = fps["astronaut"], fps["coffee"]
+    assert a.rows.shape == (len(a.parts) + 1, fpm.HASH_BYTES)
+    assert np.array_equal(a.pdq, fpm.pdq_hash(photos["astronaut"]))
+    assert a - c == min(a.part_distance(c), fpm.pdq_scaled(a.pdq_distance(c)))
+    # the union: parts of one image with the PDQ row of another match that other through PDQ alone
+    mixed = Fingerprint.of(c.parts, a.pdq)
+    assert mixed.part_distance(a) > fpm.THRESHOLD and mixed.pdq_distance(a) == 0
+    assert mixed - a == 0 and a - mixed == 0 and mixed.matches(a)
+    assert Fingerprint.from_hex(mixed.to_hex()) == mixed and mixed.to_dict()["algorithm"] == fpm.ALGORITHM
+    # the scaled PDQ distance crosses the threshold exactly where the PDQ threshold says
+    for t in (fpm.THRESHOLD, 30, 60):
+        tz = fpm.pdq_threshold(t)
+        assert all((fpm.pdq_scaled(d) <= t) == (d <= tz) for d in range(257))
+    assert fpm.pdq_threshold() == 67 and fpm.pdq_threshold() > fpm.THRESHOLD
+
+
+def test_pdq_component_is_computed_on_a_128_px_copy():
+    """Why it is cheap: PDQ runs on the 128 px copy (the bench measures the speed, not this test)."""
+    import cv2
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(1000, 800, 3), dtype=np.uint8)
+    small = cv2.resize(rgb, (102, 128), interpolation=cv2.INTER_AREA)
+    assert (fpm.pdq_hash(rgb) == fpm.pdq_hash(small)).all()
+    assert fpm.pdq_hash(rgb).shape == (32,)
+

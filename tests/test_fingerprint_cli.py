@@ -106,3 +106,31 @@ def test_undecodable_file_is_reported_not_fatal(tmp_path, dataset, capsys):
     (dataset / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
     code, out, err = run(capsys, "fingerprint", "add", dataset, "--registry", tmp_path / "r.db")
     assert code == 1 and "added 3" in out and "broken.png" in err
+
+
+def test_registry_of_another_algorithm_is_one_line_then_rehash_fixes_it(tmp_path, dataset, photos, capsys,
+                                                                          monkeypatch):
+    from provenance import fingerprints as fpm
+
+    db = tmp_path / "reg.db"
+    assert run(capsys, "fingerprint", "add", dataset, "--registry", db)[0] == 0
+    monkeypatch.setattr(fpm, "ALGORITHM", "synthguard-fp/999")
+    leak = _save(tmp_path / "leak.png", np.ascontiguousarray(photos["coffee"][:, ::-1]))
+    for verb, target in (("match", leak), ("add", dataset)):
+        code, out, err = run(capsys, "fingerprint", verb, target, "--registry", db)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "synthguard-fp/999" in err and "fingerprint rehash --registry" in err
+    (dataset / "chelsea.webp").unlink()
+    code, out, err = run(capsys, "fingerprint", "rehash", "--registry", db, "--json")
+    res = json.loads(out)
+    assert code == 1 and not res["applied"] and len(res["rehashed"]) == 2
+    assert [f["source_uri"].rsplit("/", 1)[-1] for f in res["failed"]] == ["chelsea.webp"]
+    assert not any(a.endswith("chelsea.webp") for a in res["rehashed"])
+    assert run(capsys, "fingerprint", "match", leak, "--registry", db)[0] == 2          # still refused
+    code, out, err = run(capsys, "fingerprint", "rehash", "--registry", db, "--drop-unreadable")
+    assert code == 1 and "recorded synthguard-fp/999" in out and "2 assets" in out and "chelsea.webp" in err
+    code, out, err = run(capsys, "fingerprint", "match", leak, "--registry", db, "--json")
+    assert code == 0, err
+    assert json.loads(out)["items"][0]["matches"][0]["asset_id"].endswith("/a/b/coffee.jpg")
+    code, out, err = run(capsys, "fingerprint", "rehash", "--registry", db)
+    assert code == 0 and "rehashed 2, failed 0" in out
