@@ -602,10 +602,11 @@ def _add_audit(sub) -> None:
     p.add_argument("--watermark-trust-manifest", action="store_true",
                    help="for trusted manifests that record the watermark payload, report it without searching "
                         "the pixels (faster; no longer proves the pixels carry the mark)")
-    p.add_argument("--watermark-search", choices=("auto", "full"), default="auto",
+    p.add_argument("--watermark-search", choices=("auto", "full", "own"), default="auto",
                    help="auto (default): objects with a trusted C2PA manifest (bytes proven unedited since signing) "
                         "get the quick own-position watermark check, the full search only when the manifest claims "
-                        "a watermark it did not find; full: search every image for cropped/rotated marks")
+                        "a watermark it did not find; full: search every image for cropped/rotated marks; own: the "
+                        "quick check everywhere (finds resized/re-encoded/flipped copies, not crops or rotations)")
     p.add_argument("--no-resume", action="store_true", help="start a new run even if the last one was interrupted")
     p.add_argument("--sample-edge", type=int, default=0, metavar="N",
                    help="for cloudfront: targets, fetch N objects per distribution through its domain")

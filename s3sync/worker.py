@@ -39,7 +39,7 @@ DEFAULT_WORKERS = 16
 DEFAULT_MAX_INLINE = 16 * MiB  # larger objects go to a temp file: memory stays under workers x this
 DEFAULT_PART_SIZE = 8 * MiB
 
-WATERMARK_SEARCHES = ("auto", "full")  # see CheckConfig.watermark_search
+WATERMARK_SEARCHES = ("auto", "full", "own")  # see CheckConfig.watermark_search
 
 ProgressFn = Callable[[dict[str, Any]], None]
 

@@ -332,7 +332,7 @@ def test_watermark_search_auto_uses_the_hard_binding(tmp_path):
     }
     anchors = ident.root.read_bytes()
     got = {}
-    for mode in ("auto", "full"):
+    for mode in ("auto", "full", "own"):
         checks.init_process(CheckConfig(trust_anchors=anchors, watermark_key=key, watermark_key_kind=kind,
                                         watermark_search=mode))
         for name, data in objects.items():
@@ -346,7 +346,11 @@ def test_watermark_search_auto_uses_the_hard_binding(tmp_path):
     for mode in ("auto", "full"):  # the claim is checked by the full search when the quick look misses
         assert got[mode, "cropped-signed"] == ("trusted", True, payload.hex(), None)
         assert got[mode, "cropped-unsigned"] == ("missing", True, payload.hex(), None)
-    assert CheckConfig(watermark_search="auto").fingerprint() != CheckConfig(watermark_search="full").fingerprint()
+    # own: the quick look everywhere; a trusted manifest's claim still gets the full search.
+    assert got["own", "cropped-unsigned"] == ("missing", False, None, "own")
+    assert got["own", "cropped-signed"] == ("trusted", True, payload.hex(), None)
+    assert got["own", "marked-signed"] == got["auto", "marked-signed"]
+    assert len({CheckConfig(watermark_search=m).fingerprint() for m in ("auto", "full", "own")}) == 3
 
 
 # ----------------------------------------------------------------------------- leak severity by exposure (issue 5)
