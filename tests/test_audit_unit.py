@@ -516,3 +516,18 @@ def test_empty_object_is_unreadable_with_a_plain_reason():
     out = checks.check(b"", "image/jpeg", "empty.jpg")
     assert out.error == "empty object (0 bytes) where image/jpeg was claimed"
     assert classify(None, False, None, out.error) == "unreadable"
+
+
+def test_pool_workers_run_opencv_single_threaded():
+    """One check process per core: OpenCV threads inside each would only add CPU."""
+    import cv2
+
+    from s3sync import checks
+
+    before = cv2.getNumThreads()
+    try:
+        checks.init_process(CheckConfig(watermark=False), warm=True)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+        checks.init_process(CheckConfig())
