@@ -24,14 +24,10 @@ import watermark
 from watermark import image as wi
 import os
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fixtures.make_media import image_array
-from skimage import data
+from fixtures.make_media import image_array, photo
 key = bytes(range(32)); payload = bytes.fromhex("0123456789abcdef")
 def sk(name, size):
-    a = getattr(data, name)()
-    if a.ndim == 2: a = np.stack([a]*3, -1)
-    a = a[..., :3]
-    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(photo(name), size, interpolation=cv2.INTER_AREA)
 pics = {f"{n}-{s[0]}x{s[1]}": sk(n, s) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field", "retina")
         for s in ((512, 512), (700, 525))}
 for i in range(6):

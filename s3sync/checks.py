@@ -310,10 +310,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         if from_manifest:
             out.watermark = {"detected": True, "payload": str(out.c2pa["soft_binding"]),
                              "source": "manifest soft binding (pixels not searched)"}
-        elif cfg.watermark and rgb is not None and min(rgb.shape[:2]) < _min_detect_short():
+        elif cfg.watermark and rgb is not None and min(rgb.shape[:2]) < (floor := _min_detect_short()):
             out.watermark = {"detected": False, "payload": None,
                              "skipped": f"too small to carry a readable watermark "
-                                        f"(short side {min(rgb.shape[:2])} px < {_min_detect_short()} px)"}
+                                        f"(short side {min(rgb.shape[:2])} px < {floor} px)"}
         elif cfg.watermark:
             t0 = t()
             trusted = bool(out.c2pa and out.c2pa.get("state") == "trusted")

@@ -18,16 +18,9 @@ KEY = bytes(range(32))
 
 
 def _img(name: str, size: int = 512) -> np.ndarray:
-    from skimage import data
+    from fixtures.make_media import square_photo
 
-    a = getattr(data, name)()
-    if a.ndim == 2:
-        a = np.stack([a] * 3, -1)
-    a = a[..., :3]
-    h, w = a.shape[:2]
-    s = min(h, w)
-    a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA)
+    return square_photo(name, size)
 
 
 @pytest.fixture(scope="module")
