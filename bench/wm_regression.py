@@ -9,6 +9,10 @@ Run it for the detector before and after a change that should not change decisio
 30 pictures (scikit-image at 512 and 700x525, synthetic), 16 attacks on the marked copy (from
 none to crop 45 % + JPEG 45 + blur) and 4 on the clean one; prints detections, false detections
 and CPU time.
+
+A third argument, ``rgb`` or ``luma``, stores every attacked picture as a JPEG (quality 92, as a
+bucket would hold it) and decodes it the way the S3 audit does (``s3sync.checks._decode``, in
+colour or straight to the luma plane), to compare the two decode paths' outcomes.
 """
 import io
 import json
@@ -17,6 +21,7 @@ import time
 
 root = sys.argv[1]
 out = sys.argv[2]
+via = sys.argv[3] if len(sys.argv) > 3 else None
 sys.path.insert(0, root)
 import numpy as np, cv2
 from PIL import Image
@@ -58,6 +63,10 @@ for pn, p in pics.items():
             if kind == "clean" and an not in ("none", "jpeg50", "crop60", "rot3"):
                 continue
             img = f(src)
+            if via:
+                from s3sync.checks import _decode
+                b = io.BytesIO(); Image.fromarray(img).save(b, "JPEG", quality=92)
+                img = _decode(b.getvalue(), 512, luma=via == "luma")
             t = time.process_time(); r = wi.detect_rgb(img, key); dt = time.process_time() - t
             if kind == "clean": t_clean += dt
             else: t_marked += dt

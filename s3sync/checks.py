@@ -298,8 +298,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         pixels_for_wm = cfg.watermark and not from_manifest
         need = None if (cfg.registry_path and cfg.fingerprint_match) else (DRAFT_SHORT_SIDE if pixels_for_wm else 64)
         try:
-            # C2PA only (need 64): the decode is the proof the bytes are an intact image; no pixels kept
-            rgb = _decode(source, need, pixels=need != 64)
+            # C2PA only (need 64): the decode is the proof the bytes are an intact image; no pixels kept.
+            # For the watermark alone a JPEG is decoded to its luma plane (the JPEG's own Y is the
+            # BT.601 luma the mark lives in): no chroma upsampling or colour conversion (~3x faster).
+            rgb = _decode(source, need, pixels=need != 64, luma=need == DRAFT_SHORT_SIDE)
         except MediaError as exc:
             out.error = str(exc).replace("input: ", "", 1)
             return out
@@ -385,11 +387,12 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
 DRAFT_SHORT_SIDE = 512
 
 
-def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True):
+def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True, luma: bool = False):
     """Decode through ``provenance.media.decode_image``; JPEGs at reduced size when allowed.
 
     ``pixels=False``: decode (every scan is still read, so truncation and corrupt data show) but
-    return None instead of converting to an RGB array nobody will look at."""
+    return None instead of converting to an RGB array nobody will look at. ``luma=True``: a
+    colour JPEG comes back as its HxW luma plane (other images stay RGB)."""
     from provenance.media import _register_heif, decode_image
 
     if min_short is None:
@@ -404,14 +407,20 @@ def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True):
         if img.format == "JPEG":
             w, h = img.size
             short = min(w, h)
-            if short > 2 * min_short:
-                scale = min_short / short
-                img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+            scale = min_short / short if short > 2 * min_short else 1.0
+            gray = luma and img.mode in ("L", "RGB")  # YCbCr or gray JPEGs (not CMYK/YCCK)
+            if scale < 1.0 or gray:
+                img.draft("L" if gray else "RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         img.load()
     except Exception as exc:  # Pillow raises many types for bad input: the reason is what matters
         from provenance.media import decode_reason
 
         raise MediaError(f"cannot decode image: {decode_reason(exc)}") from None
+    if pixels and luma and img.mode == "L":
+        import numpy as np
+        from PIL import ImageOps
+
+        return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(img), dtype=np.uint8))
     return decode_image(img) if pixels else None
 
 

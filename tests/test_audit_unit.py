@@ -253,6 +253,33 @@ def test_reduced_decode_still_catches_truncation():
         _decode(jpg[: len(jpg) // 2], 64)
 
 
+def test_luma_decode_reads_the_same_mark_as_colour():
+    """The audit decodes a JPEG straight to its Y plane for the watermark: same size as the colour
+    decode, the same luma up to rounding (and clipping of saturated colours), the same payload.
+    Other images (PNG) still come back in colour."""
+    import numpy as np
+
+    import watermark
+    from fixtures.make_media import encode_image, image_array
+    from s3sync.checks import _decode
+    from watermark.image import luminance
+
+    key = bytes(range(32))
+    marked = watermark.embed(image_array((1400, 1060), seed=4), bytes.fromhex("5347000000000007"), key=key)
+    jpg = encode_image(marked, "jpeg", quality=88)
+    rgb, y = _decode(jpg, 512), _decode(jpg, 512, luma=True)
+    assert y.ndim == 2 and y.shape == rgb.shape[:2] and min(y.shape) < 1060  # DCT-scaled as well
+    assert np.abs(luminance(rgb) - y).mean() < 0.5
+    for search in ("own", "full"):
+        got = watermark.detect(y, key=key, search=search)
+        assert got.payload == watermark.detect(rgb, key=key, search=search).payload == bytes.fromhex("5347000000000007")
+    png = _decode(encode_image(marked, "png"), 512, luma=True)
+    assert png.shape == (1060, 1400, 3)
+    # a grayscale picture is luma as it is: detect gives the same answer on HxW and on HxWx3
+    gray = y[:, :, None].repeat(3, axis=2)
+    assert watermark.detect(gray, key=key).payload == watermark.detect(y, key=key).payload
+
+
 def test_check_classifies_bytes_without_network():
     """checks.check on in-memory objects: corrupt image and fake audio are errors with reasons."""
     from fixtures.make_media import image_bytes

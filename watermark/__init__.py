@@ -64,13 +64,18 @@ def _as_array(source: Any) -> np.ndarray:
     return decode_image(source, keep_alpha=True)
 
 
-def _to_rgb8(arr: np.ndarray) -> tuple[np.ndarray, float]:
-    """Any supported array -> (HxWx3 uint8 RGB, scale from 8-bit to the input's range)."""
+def _to_rgb8(arr: np.ndarray, *, keep_gray: bool = False) -> tuple[np.ndarray, float]:
+    """Any supported array -> (HxWx3 uint8 RGB, scale from 8-bit to the input's range).
+
+    ``keep_gray``: a grayscale input stays HxW (the detector reads it as luma directly)."""
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
-    rgb = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr, 3, axis=2)
+    if arr.shape[2] >= 3:
+        rgb = arr[..., :3]
+    else:
+        rgb = arr[..., 0] if keep_gray else np.repeat(arr, 3, axis=2)
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(rgb), 1.0
     if arr.dtype == np.uint16:
@@ -112,6 +117,9 @@ def embed(rgb: Any, payload: bytes, *, key: bytes | None = None) -> np.ndarray:
 def detect(rgb: Any, *, key: bytes | None = None, search: str = "full") -> Detection:
     """Look for a watermark made with ``key`` (None: the public key) in an image of any size.
 
+    ``rgb``: anything :func:`embed` takes; an HxW array is read as luma (the channel the mark lives
+    in), so a JPEG decoded straight to its Y plane needs no colour conversion at all.
+
     ``search="full"`` (default) also finds marks in cropped, rotated and re-framed copies.
     ``search="own"`` looks only where the embedder put the mark: use it when the pixels are known
     to be unedited since marking (e.g. a C2PA hard binding proved the bytes are the signed ones);
@@ -119,8 +127,8 @@ def detect(rgb: Any, *, key: bytes | None = None, search: str = "full") -> Detec
     unmarked picture. The false-positive bound is the full search's either way (an upper bound).
     """
     k, kind = effective_key(key)
-    rgb8, _ = _to_rgb8(_as_array(rgb))
-    got = _image.detect_rgb(rgb8, k, search=search)
+    pixels, _ = _to_rgb8(_as_array(rgb), keep_gray=True)
+    got = _image.detect_rgb(pixels, k, search=search)
     fp = _image.false_positive_probability()
     if got is None:
         return Detection(False, None, None, fp, kind)

@@ -648,7 +648,7 @@ SEARCHES = ("full", "own")
 
 
 def detect_rgb(rgb: np.ndarray, key: bytes, search: str = "full") -> tuple[bytes, int] | None:
-    """HxWx3 uint8 RGB -> (payload, bit_errors) or None.
+    """HxWx3 uint8 RGB, or HxW uint8 luma -> (payload, bit_errors) or None.
 
     ``search="own"`` tries only the embedder's own lattice (stage 1 below): enough for pixels known
     to be unedited since they were marked (resized, flipped and re-encoded copies still decode),
@@ -656,7 +656,7 @@ def detect_rgb(rgb: np.ndarray, key: bytes, search: str = "full") -> tuple[bytes
     """
     if search not in SEARCHES:
         raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
-    y = luminance(rgb)
+    y = rgb.astype(np.float32) if rgb.ndim == 2 else luminance(rgb)
     h, w = y.shape
     short = min(h, w)
     if short < MIN_DETECT_SHORT:
