@@ -10,9 +10,10 @@ Run it for the detector before and after a change that should not change decisio
 none to crop 45 % + JPEG 45 + blur) and 4 on the clean one; prints detections, false detections
 and CPU time.
 
-A third argument, ``rgb`` or ``luma``, stores every attacked picture as a JPEG (quality 92, as a
-bucket would hold it) and decodes it the way the S3 audit does (``s3sync.checks._decode``, in
-colour or straight to the luma plane), to compare the two decode paths' outcomes.
+A third argument, ``rgb`` or ``luma`` (``rgb:png``, ``luma:png`` for PNG), stores every attacked
+picture as a JPEG (quality 92, as a bucket would hold it) and decodes it the way the S3 audit does
+(``s3sync.checks._decode``, in colour or straight to the luma plane), to compare the two decode
+paths' outcomes.
 """
 import io
 import json
@@ -65,8 +66,9 @@ for pn, p in pics.items():
             img = f(src)
             if via:
                 from s3sync.checks import _decode
-                b = io.BytesIO(); Image.fromarray(img).save(b, "JPEG", quality=92)
-                img = _decode(b.getvalue(), 512, luma=via == "luma")
+                mode, _, fmt = via.partition(":")
+                b = io.BytesIO(); Image.fromarray(img).save(b, fmt.upper() or "JPEG", **({} if fmt else {"quality": 92}))
+                img = _decode(b.getvalue(), 512, luma=mode == "luma")
             t = time.process_time(); r = wi.detect_rgb(img, key); dt = time.process_time() - t
             if kind == "clean": t_clean += dt
             else: t_marked += dt

@@ -299,8 +299,8 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         need = None if (cfg.registry_path and cfg.fingerprint_match) else (DRAFT_SHORT_SIDE if pixels_for_wm else 64)
         try:
             # C2PA only (need 64): the decode is the proof the bytes are an intact image; no pixels kept.
-            # For the watermark alone a JPEG is decoded to its luma plane (the JPEG's own Y is the
-            # BT.601 luma the mark lives in): no chroma upsampling or colour conversion (~3x faster).
+            # For the watermark alone the picture is decoded to its luma plane, the channel the mark
+            # lives in (a JPEG's own Y: no chroma upsampling or colour conversion, ~3x faster).
             rgb = _decode(source, need, pixels=need != 64, luma=need == DRAFT_SHORT_SIDE)
         except MediaError as exc:
             out.error = str(exc).replace("input: ", "", 1)
@@ -391,8 +391,8 @@ def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True, 
     """Decode through ``provenance.media.decode_image``; JPEGs at reduced size when allowed.
 
     ``pixels=False``: decode (every scan is still read, so truncation and corrupt data show) but
-    return None instead of converting to an RGB array nobody will look at. ``luma=True``: a
-    colour JPEG comes back as its HxW luma plane (other images stay RGB)."""
+    return None instead of converting to an RGB array nobody will look at. ``luma=True``: 8-bit
+    pictures come back as their HxW luma plane (a JPEG's own Y, decoded without its chroma)."""
     from provenance.media import _register_heif, decode_image
 
     if min_short is None:
@@ -416,11 +416,14 @@ def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True, 
         from provenance.media import decode_reason
 
         raise MediaError(f"cannot decode image: {decode_reason(exc)}") from None
-    if pixels and luma and img.mode == "L":
+    if pixels and luma and img.mode in ("L", "LA", "P", "RGB", "RGBA"):
+        # Pillow's own BT.601 luma (8-bit palette, grey and RGB pictures; 16-bit and CMYK ones go
+        # through decode_image): the detector never needs the three channels.
         import numpy as np
         from PIL import ImageOps
 
-        return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(img), dtype=np.uint8))
+        img = ImageOps.exif_transpose(img)
+        return np.ascontiguousarray(np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.uint8))
     return decode_image(img) if pixels else None
 
 

@@ -256,8 +256,11 @@ def test_reduced_decode_still_catches_truncation():
 def test_luma_decode_reads_the_same_mark_as_colour():
     """The audit decodes a JPEG straight to its Y plane for the watermark: same size as the colour
     decode, the same luma up to rounding (and clipping of saturated colours), the same payload.
-    Other images (PNG) still come back in colour."""
+    PNGs come back as Pillow's luma; CMYK JPEGs in colour."""
+    import io
+
     import numpy as np
+    from PIL import Image
 
     import watermark
     from fixtures.make_media import encode_image, image_array
@@ -274,7 +277,11 @@ def test_luma_decode_reads_the_same_mark_as_colour():
         got = watermark.detect(y, key=key, search=search)
         assert got.payload == watermark.detect(rgb, key=key, search=search).payload == bytes.fromhex("5347000000000007")
     png = _decode(encode_image(marked, "png"), 512, luma=True)
-    assert png.shape == (1060, 1400, 3)
+    assert png.shape == (1060, 1400) and np.abs(png - luminance(marked)).max() <= 1.0
+    assert watermark.detect(png, key=key, search="own").payload == bytes.fromhex("5347000000000007")
+    cmyk = io.BytesIO()
+    Image.fromarray(marked).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    assert _decode(cmyk.getvalue(), 512, luma=True).ndim == 3  # CMYK JPEGs decode in colour
     # a grayscale picture is luma as it is: detect gives the same answer on HxW and on HxWx3
     gray = y[:, :, None].repeat(3, axis=2)
     assert watermark.detect(gray, key=key).payload == watermark.detect(y, key=key).payload
