@@ -1,8 +1,8 @@
 """The CPU side of the audit: decode, C2PA validation, watermark detection, registry match.
 
-Everything here is a top-level, picklable function of (bytes or a temp-file path, MIME, config) so a
-``ProcessPoolExecutor`` can run it with no shared state: the config is installed once per worker
-process by :func:`init_process`, and each task ships only the object's bytes. The media logic
+Everything here is a top-level, picklable function of (bytes or a temp-file path, MIME, config) so the
+audit's check processes (``s3sync.worker.CheckProcesses``) can run it with no shared state: the config
+is installed once per process by :func:`init_process`, and each task ships only the object's bytes. The media logic
 itself lives in ``provenance`` and ``watermark``; this module only composes their calls.
 """
 from __future__ import annotations
@@ -135,9 +135,9 @@ _REGISTRY: Any = None
 
 
 def init_process(cfg: CheckConfig, warm: bool = False) -> None:
-    """ProcessPoolExecutor initializer (also used inline): install the config once.
+    """Check-process initializer (also used inline): install the config once.
 
-    ``warm`` (pool workers): import the checkers now, while the parent is still listing, instead
+    ``warm`` (check processes): import the checkers now, while the parent is still listing, instead
     of during the first objects' checks."""
     global _CFG, _REGISTRY
     _CFG = cfg
@@ -161,11 +161,6 @@ def init_process(cfg: CheckConfig, warm: bool = False) -> None:
                 import watermark  # noqa: F401
             except ImportError:
                 pass
-
-
-def ready() -> int:
-    """A no-op task: submitting one per pool worker starts them all at once (see the worker)."""
-    return os.getpid()
 
 
 def _registry():

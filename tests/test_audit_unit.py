@@ -565,3 +565,89 @@ def test_pool_workers_run_opencv_single_threaded():
     finally:
         cv2.setNumThreads(before)
         checks.init_process(CheckConfig())
+
+
+def test_check_processes_round_trip_and_errors(tmp_path):
+    """The audit's check processes give what the inline checks give; a check's exception reaches
+    the caller as itself, and the processes end when the pool is closed."""
+    from fixtures.make_media import image_bytes
+    from s3sync import checks
+    from s3sync.worker import CheckProcesses
+
+    cfg = CheckConfig(watermark=False)
+    checks.init_process(cfg)
+    data = image_bytes("png", size=(64, 64))
+    pool = CheckProcesses(2, cfg)
+    try:
+        got = pool.check(data, "image/png", "a.png")
+        want = checks.check_task(data, "image/png", "a.png")
+        assert (got.c2pa, got.watermark, got.training_match, got.error, got.mime) == \
+            (want.c2pa, want.watermark, want.training_match, want.error, want.mime)
+        assert "check_cpu_ms" in got.timings
+        with pytest.raises(FileNotFoundError):
+            pool.check(str(tmp_path / "gone.jpg"), "image/jpeg", "gone.jpg")
+        assert pool.check(data, "image/png", "a.png").error is None  # an exception breaks nothing
+    finally:
+        pool.close()
+    assert not any(proc.is_alive() for _, proc in pool._slots)
+
+
+def _dies_on_poison(conn, cfg):
+    """A check process main loop that dies (exit code 3) on the key "poison.jpg", and at once when
+    cfg.registry_path is "die": stands in for a decoder crash on hostile bytes."""
+    import os
+
+    from s3sync import checks
+
+    if cfg.registry_path == "die":
+        os._exit(4)
+    checks.init_process(cfg, True)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task[2] == "poison.jpg":
+            os._exit(3)
+        conn.send((True, checks.check_task(*task)))
+
+
+def test_a_dead_check_process_is_replaced_and_only_its_object_fails():
+    """A killed process is replaced and its object retried on the fresh one (nothing fails); bytes
+    that kill the process twice make only that object fail, with the reason; processes that die
+    at every start give the pool up (BrokenProcessPool at once, not a respawn per object)."""
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fixtures.make_media import image_bytes
+    from s3sync.worker import CheckProcessDied, CheckProcesses
+
+    data = image_bytes("png", size=(64, 64))
+    pool = CheckProcesses(2, CheckConfig(watermark=False), target=_dies_on_poison)
+    try:
+        assert pool.check(data, "image/png", "a.png").error is None
+        for _, proc in list(pool._slots):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(10)
+        for _ in range(4):  # each dead process is met once, replaced, and the check retried there
+            assert pool.check(data, "image/png", "a.png").error is None
+        with pytest.raises(CheckProcessDied, match="died twice on this object \\(exit code 3\\)"):
+            pool.check(data, "image/jpeg", "poison.jpg")
+        assert pool.check(data, "image/png", "a.png").error is None
+        assert all(proc.is_alive() for _, proc in pool._slots)
+    finally:
+        pool.close()
+    assert not any(proc.is_alive() for _, proc in pool._slots)
+
+    doomed = CheckProcesses(1, CheckConfig(watermark=False, registry_path="die"), target=_dies_on_poison)
+    try:
+        for _ in range(2):
+            with pytest.raises(CheckProcessDied, match="exit code 4"):
+                doomed.check(data, "image/png", "a.png")
+        with pytest.raises(BrokenProcessPool):
+            doomed.check(data, "image/png", "a.png")
+        with pytest.raises(BrokenProcessPool):
+            doomed.check(data, "image/png", "a.png")
+    finally:
+        doomed.close()

@@ -192,6 +192,28 @@ def test_prefix_target_and_iterator(seaweed, ident, seeded, tmp_path):
     assert all(isinstance(o, s3sync.ObjectResult) for o in seen)
 
 
+def test_every_result_is_committed_before_it_is_yielded(seaweed, ident, seeded, tmp_path):
+    """Crash safety of the process-pool path: when a result reaches the caller, its rows are already
+    committed (another connection sees them), so a SIGKILL then never costs that download again."""
+    import sqlite3
+
+    state = tmp_path / "s.db"
+    it = s3sync.iter_audit(["s3://audit-main/gen/", "s3://audit-main/raw/"], endpoint_url=seaweed.endpoint_url,
+                           trust_anchors=ident["paths"].root, state=state, workers=8, processes=2,
+                           watermark_key_file=ident["paths"].watermark_key)
+    seen = 0
+    for o in it:
+        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT r.status FROM run_objects ro JOIN results r ON r.bucket=ro.bucket AND "
+                             "r.key=ro.key AND r.etag=ro.etag WHERE ro.key=?", (o.key,)).fetchone()
+        finally:
+            db.close()
+        assert row == (o.status,), o.key
+        seen += 1
+    assert seen == sum(1 for k in seeded["expected"] if k.startswith(("gen/", "raw/")))
+
+
 def test_large_objects_are_streamed_to_temp_files_with_ranged_gets(seaweed, ident, seeded, tmp_path):
     """Objects over max_inline_bytes take the ranged-GET / temp-file path: same verdicts."""
     tmp = tmp_path / "spool"
