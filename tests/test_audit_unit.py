@@ -475,9 +475,15 @@ def test_leak_severity_in_every_report_format():
     assert {(x["bucket"], x["key"]): x["severity"] for x in rows} == want
     assert {x["bucket"]: x["exposure_reason"] for x in rows}["priv"] == "bucket is not public"
     sarif = json.loads(render(r, "sarif"))
-    res = [x for x in sarif["runs"][0]["results"] if x["ruleId"] == "SG-S3-LEAK"]
+    res = [x for x in sarif["runs"][0]["results"] if x["ruleId"].startswith("SG-S3-LEAK")]
     by = {x["properties"]["bucket"] + "/" + x["properties"]["key"]: x for x in res}
     assert by["priv/x.jpg"]["properties"]["severity"] == "high"
+    # GitHub takes the severity from the rule: a private-bucket leak has its own, high rule
+    rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+    rule_of = {x["properties"]["bucket"]: rules[x["ruleIndex"]] for x in res}
+    assert (by["priv/x.jpg"]["ruleId"], by["pub/x.jpg"]["ruleId"]) == ("SG-S3-LEAK-PRIVATE", "SG-S3-LEAK")
+    assert rule_of["priv"]["id"] == "SG-S3-LEAK-PRIVATE" and rule_of["priv"]["properties"]["security-severity"] == "8.0"
+    assert rule_of["pub"]["id"] == "SG-S3-LEAK" and rule_of["pub"]["properties"]["security-severity"] == "9.5"
     assert by["priv/x.jpg"]["properties"]["security-severity"] == "8.0"
     assert by["pub/x.jpg"]["properties"]["security-severity"] == "9.5"
     assert "critical: bucket is public: ACL grants to AllUsers" in by["pub/x.jpg"]["message"]["text"]

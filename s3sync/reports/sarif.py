@@ -1,8 +1,9 @@
 """SARIF 2.1.0, the one writer: the log skeleton, the severity maps and the finding -> result mapping
 shared by the audit report (objects and the findings attached to a run) and ``synthguard posture``.
 
-Audit objects: rules are the audit statuses (one rule per status that signals a problem); objects that
-are ``ok`` produce no result; locations are the ``s3://`` URIs. Posture findings: one rule per check
+Audit objects: rules are the audit statuses (one rule per status that signals a problem, and one per
+severity where a status's severity depends on the object: a leak in a bucket known private is its own,
+high rule); objects that are ``ok`` produce no result; locations are the ``s3://`` URIs. Posture findings: one rule per check
 id (from the check registry), results with ``kind`` pass/fail/review and the ARN as location.
 """
 from __future__ import annotations
@@ -30,6 +31,13 @@ RULES: dict[str, tuple[str, str, str]] = {
     "untrusted": ("SG-S3-UNTRUSTED", "C2PA manifest valid but signer not trusted", "warning"),
     "unreadable": ("SG-S3-UNREADABLE", "Object could not be fetched or decoded", "warning"),
     "watermark_only": ("SG-S3-WATERMARK-ONLY", "Watermark found but no C2PA manifest", "note"),
+}
+# A status whose severity depends on the object (a leak is critical where the bucket is exposed, high
+# where it is known private) gets a rule per severity: GitHub code scanning reads the severity from
+# the rule ("security-severity"), never from the result.
+RULE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
+    ("leaked_training_asset", "high"): ("SG-S3-LEAK-PRIVATE",
+                                        "Object matches a registered training asset (bucket known not public)"),
 }
 
 
@@ -125,22 +133,30 @@ def findings_sarif(findings: Iterable[Any], rules: list[dict], *, all_checks: bo
 
 
 # ----------------------------------------------------------------------------- the audit report
+def _status_rule(rid: str, status: str, text: str, severity: str) -> dict[str, Any]:
+    return {"id": rid, "name": status, "shortDescription": {"text": text},
+            "defaultConfiguration": {"level": level(severity)},
+            "properties": {"status": status, "security-severity": SECURITY_SEVERITY.get(severity, "5.5"),
+                           "tags": ["security", "synthguard"]}}
+
+
 def to_sarif(result: AuditResult, **_: Any) -> str:
-    rules = [{"id": rid, "name": status, "shortDescription": {"text": text},
-              "defaultConfiguration": {"level": lvl},
-              "properties": {"status": status}} for status, (rid, text, lvl) in RULES.items()]
-    index = {status: i for i, status in enumerate(RULES)}
+    from ..models import SEVERITY
+
+    rules = [_status_rule(rid, status, text, SEVERITY[status]) for status, (rid, text, _lvl) in RULES.items()]
+    rules += [_status_rule(rid, status, text, sev) for (status, sev), (rid, text) in RULE_VARIANTS.items()]
+    index = {r["id"]: i for i, r in enumerate(rules)}
     results = []
     for o in result.objects:
         if o.status not in RULES:
             continue
-        rid, _text, _lvl = RULES[o.status]
         uri = o.uri + (f"?versionId={o.version_id}" if o.version_id else "")
         sev, exp = result.severity_of(o), result.exposure_of(o)
+        rid = RULE_VARIANTS.get((o.status, sev), RULES[o.status])[0]
         why = "; ".join(x for x in (o.reason, f"{sev}: {exp.why}" if o.status == "leaked_training_asset" else "")
                         if x)
         results.append({
-            "ruleId": rid, "ruleIndex": index[o.status], "level": level(sev),
+            "ruleId": rid, "ruleIndex": index[rid], "level": level(sev),
             "message": {"text": f"{o.status}: {o.uri}" + (f" ({why})" if why else "")},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
             "partialFingerprints": {"objectEtag": f"{o.bucket}/{o.key}/{o.version_id or ''}/{o.etag or ''}"},
