@@ -90,6 +90,8 @@ def extended_attacks():
         "hflip": lambda a: np.ascontiguousarray(a[:, ::-1]),
         "aspect1.3 (x)": lambda a: _rs(a, 1.3, 1.0),
         "aspect0.8 (y)": lambda a: _rs(a, 1.0, 0.8),
+        "aspect1.3x0.9 then rot-4": lambda a: _rot(_rs(a, 1.3, 0.9), -4),
+        "rot-4 then aspect1.3x0.9": lambda a: _rs(_rot(a, -4), 1.3, 0.9),
         "blur1.5": lambda a: cv2.GaussianBlur(a, (0, 0), 1.5),
         "noise10": lambda a: _noise(a, 10),
         "median5": lambda a: cv2.medianBlur(a, 5),

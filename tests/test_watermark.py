@@ -71,6 +71,9 @@ ATTACKS = {
     "median3": lambda a: cv2.medianBlur(a, 3),
     "jpeg75+resize0.75": lambda a: _resize(_jpeg(a, 75), 0.75),
     "aspect1.3": lambda a: _resize(a, 1.3, 1.0),
+    # resized to another aspect, then rotated: a rotated rectangle lattice (the comb's second family)
+    "aspect1.3x0.9+rot-4": lambda a: np.asarray(Image.fromarray(_resize(a, 1.3, 0.9)).rotate(
+        -4, resample=Image.Resampling.BILINEAR)),
     "crop60+rot5+jpeg70": lambda a: _jpeg(np.asarray(Image.fromarray(a[60:60 + 397, 20:20 + 397]).rotate(
         5, resample=Image.Resampling.BILINEAR)), 70),
 }

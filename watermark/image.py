@@ -440,15 +440,20 @@ def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray
     rmax = 0.75 * min(h, wd)
     periods, thetas, combs = _comb_maps(h, wd, cy, cx)
     best: list[tuple[float, np.ndarray, np.ndarray]] = []
-    for ay, ax, mx, my, norm in combs:
+    for stretch_first, ay, ax, mx, my, norm in combs:
         vals = cv2.remap(acs, mx, my, dst=_scratch(4, mx.shape), interpolation=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         score = vals.sum(0).reshape(norm.shape) / norm
         for _ in range(PEAKS_PER_ASPECT):
             i, j = np.unravel_index(int(np.argmax(score)), score.shape)
             pv, tv = float(periods[i]), float(thetas[j])
-            v1 = np.array([pv * ay * np.sin(tv), pv * ax * np.cos(tv)])
-            v2 = np.array([pv * ay * np.cos(tv), -pv * ax * np.sin(tv)])
+            # (dy, dx) of lattice points (1, 0) and (0, 1), as _comb_maps places them
+            if stretch_first:
+                v1 = np.array([pv * ax * np.sin(tv), pv * ax * np.cos(tv)])
+                v2 = np.array([pv * ay * np.cos(tv), -pv * ay * np.sin(tv)])
+            else:
+                v1 = np.array([pv * ay * np.sin(tv), pv * ax * np.cos(tv)])
+                v2 = np.array([pv * ay * np.cos(tv), -pv * ax * np.sin(tv)])
             best.append((float(score[i, j]), v1, v2))
             score[max(0, i - 6): i + 7, :] = -np.inf
     best.sort(key=lambda b: -b[0])
@@ -466,10 +471,17 @@ def _lattices(w: np.ndarray, spectrum=None) -> list[tuple[np.ndarray, np.ndarray
 
 @lru_cache(maxsize=4)
 def _comb_maps(h: int, wd: int, cy: int, cx: int):
-    """The comb search's sampling maps for a detection image of h x wd: (periods, thetas, per aspect
-    (ay, ax, map x, map y (lattice points x hypotheses), normaliser)). They depend on the image's shape only, and pictures in a
-    bucket share a few shapes (the detector resizes to a 256 px short side), so they are built once
-    per shape (~12 MB each) instead of for every picture (~25 % of the comb search's time)."""
+    """The comb search's sampling maps for a detection image of h x wd: (periods, thetas, per family
+    (stretch_first, ay, ax, map x, map y (lattice points x hypotheses), normaliser)). They depend
+    on the image's shape only, and pictures in a bucket share a few shapes (the detector resizes to
+    a 256 px short side), so they are built once per shape (~22 MB each) instead of for every
+    picture (~25 % of the comb search's time).
+
+    Two families of lattices per aspect ratio: the square tile rotated, then stretched along the
+    picture's axes (a rotated picture resized to another aspect: a sheared lattice), and stretched,
+    then rotated (a resized picture rotated: a rotated rectangle). They coincide without rotation
+    or stretch and drift apart with both: at 1.44x and 4 deg, the first family's best hypothesis
+    folds the second's lattice too badly to decode."""
     short = min(h, wd)
     rmax = 0.75 * short
     periods = short * np.exp(np.arange(np.log(P_MIN), np.log(P_MAX), 0.008)).astype(np.float32)
@@ -483,9 +495,14 @@ def _comb_maps(h: int, wd: int, cy: int, cx: int):
     per = periods[:, None, None]
     npt = len(periods) * len(thetas)
     out = []
-    for aspect in ASPECTS:
+    families = [(False, a) for a in ASPECTS] + [(True, a) for a in ASPECTS if a != 1.0]
+    for stretch_first, aspect in families:
         ax, ay = np.sqrt(aspect), 1.0 / np.sqrt(aspect)
-        ey, ex = (gy * ay).astype(np.float32), (gx * ax).astype(np.float32)
+        if stretch_first:  # lattice point (k1, k2) -> (k1 ax, k2 ay), then rotated
+            gys, gxs = k1 * ax * sn + k2 * ay * c, k1 * ax * c - k2 * ay * sn
+            ey, ex = gys.astype(np.float32), gxs.astype(np.float32)
+        else:              # rotated, then stretched
+            ey, ex = (gy * ay).astype(np.float32), (gx * ax).astype(np.float32)
         ok = np.less_equal(np.multiply(per, np.hypot(ey, ex)[None]), rmax)
         mx = np.add(np.multiply(per, ex[None]), cx)
         np.copyto(mx, np.float32(-1e4), where=np.logical_not(ok))
@@ -493,8 +510,8 @@ def _comb_maps(h: int, wd: int, cy: int, cx: int):
         norm = np.sqrt(np.maximum(ok.sum(-1), 1))
         # Maps laid out (lattice point, hypothesis): remap walks long rows ~4x faster than 5,000
         # rows of 24 samples, and the comb sum becomes a sum of rows.
-        out.append((ay, ax, np.ascontiguousarray(mx.reshape(npt, -1).T), np.ascontiguousarray(my.reshape(npt, -1).T),
-                    norm))
+        out.append((stretch_first, ay, ax, np.ascontiguousarray(mx.reshape(npt, -1).T),
+                    np.ascontiguousarray(my.reshape(npt, -1).T), norm))
     return periods, thetas, out
 
 
