@@ -17,6 +17,11 @@ signed only, plain), then, in the same run:
 Writes the `## S3 audit` section of BENCHMARKS.md. Takes a few minutes.
 
     .venv/bin/python bench/bench_audit.py [--objects 10000] [--sample 300] [--workers 16] [--processes 2]
+                                          [--scaling 2,4,8,14]
+
+``--scaling`` adds a row per process count (the checks are CPU work that scales with processes;
+the parent's own CPU per object is what a many-core machine is left with): on a 2-core machine it
+can only show 1 -> 2.
 """
 from __future__ import annotations
 
@@ -184,6 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, default=300, help="objects audited with every check on")
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--scaling", default="",
+                    help="comma-separated --processes values: also audit the sample (default checks) with each, "
+                         "against the same ceiling (e.g. 2,4,8,14 on a 16-core machine)")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     a = ap.parse_args(argv)
     load_before = os.getloadavg()
@@ -254,6 +262,14 @@ def _run(a, work: Path, load_before) -> int:
         rate_c2 = len(res_c2.objects) / t_c2
         print(f"audit, C2PA only: {rate_c2:.1f} objects/s (ceiling re-measured {ceil2:.0f}/s)", flush=True)
         ceiling = (ceil + ceil2) / 2
+
+        scaling = []
+        for n in [int(x) for x in a.scaling.split(",") if x.strip()]:
+            res_n, t_n = _audit(server.endpoint_url, paths, target, work / f"scale{n}.db",
+                                **(run | {"processes": n}))
+            checks_n = sum(o.timings.get("check_cpu_ms", 0.0) for o in res_n.objects) / len(res_n.objects)
+            scaling.append((n, len(res_n.objects) / t_n, checks_n, res_n.cpu.client / len(res_n.objects) * 1000))
+            print(f"--processes {n}: {scaling[-1][1]:.1f} objects/s", flush=True)
 
         # The pipeline's own cost: thumbnails whose checks cost ~1 ms, so the audit is bound by its
         # parent (listing, GETs, bookkeeping) and the server, as the plain pool is.
@@ -380,6 +396,13 @@ def _run(a, work: Path, load_before) -> int:
                   "total CPU ms/object", f"bound on {ncpu} cores, objects/s", "measured objects/s",
                   "cores for 80 % of the ceiling"], cpu_rows),
     ])
+    if scaling:
+        md += "\n".join([
+            "", "", "### Scaling with --processes (same sample, same ceiling, default checks)", "",
+            md_table(["--processes", "objects/s", "of the GET ceiling", "check CPU ms/object", "parent CPU ms/object"],
+                     [[str(n), f"{r:.1f}", f"{r / ceiling * 100:.0f} %", f"{c:.1f}" if n > 1 else "inline",
+                       f"{p:.1f}" + (" (checks included)" if n <= 1 else "")] for n, r, c, p in scaling]),
+        ])
     print(md)
     if not a.no_write:
         write_section("S3 audit", md)
