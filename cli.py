@@ -592,6 +592,9 @@ def _add_audit(sub) -> None:
     p.add_argument("--workers", type=int, default=16, metavar="N", help="concurrent S3 requests (I/O threads)")
     p.add_argument("--processes", type=int, default=None, metavar="N",
                    help="processes for CPU checks (decode, C2PA, watermark); 0/1 = inline; default: CPU count")
+    p.add_argument("--check-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="stop an object's checks after this long (its process is replaced, the object is "
+                        "unreadable); 0 = no limit; default 600 (with --processes >= 2)")
     p.add_argument("--format", default="table", choices=("table", "json", "jsonl", "csv", "sarif", "html"))
     p.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     p.add_argument("--fail-on", type=_parse_csv, default=[], metavar="LIST",
@@ -644,6 +647,8 @@ def _cmd_audit(args) -> int:
             raise UsageError(f"--fail-severity: {exc}") from None
     if args.workers < 1 or (args.processes is not None and args.processes < 0) or args.sample_edge < 0:
         raise UsageError("--workers must be >= 1, --processes and --sample-edge >= 0")
+    if not args.check_timeout >= 0:  # also refuses nan
+        raise UsageError("--check-timeout must be >= 0 seconds (0: no limit)")
     check_out_path(args.out)  # before the audit, not after it
     if args.sample_edge:  # a malformed DOMAIN=URL is a usage error now, not after the whole audit
         from s3sync.cloudfront import parse_edge_url_map
@@ -667,7 +672,8 @@ def _cmd_audit(args) -> int:
         auditor = Auditor(args.targets, endpoint_url=args.endpoint_url, profile=args.profile, region=args.region,
                           trust_anchors=args.trust_anchors, watermark_key_file=args.watermark_key_file,
                           registry=args.registry, state=args.state, workers=args.workers, processes=procs,
-                          full=args.full, versions=args.versions, watermark=not args.no_watermark,
+                          check_timeout=args.check_timeout, full=args.full, versions=args.versions,
+                          watermark=not args.no_watermark,
                           watermark_trust_manifest=args.watermark_trust_manifest,
                           watermark_search=args.watermark_search, resume=not args.no_resume, sample_edge=args.sample_edge,
                           edge_url_map=args.edge_url_map or None, posture=args.posture,

@@ -42,6 +42,9 @@ MiB = 1024 * 1024
 DEFAULT_WORKERS = 16
 DEFAULT_MAX_INLINE = 16 * MiB  # larger objects go to a temp file: memory stays under workers x this
 DEFAULT_PART_SIZE = 8 * MiB
+# One object's checks in a check process (inline checks have no limit). Generous: a long video's
+# watermark scan takes minutes; a decoder stuck on hostile bytes must not stall the run forever.
+DEFAULT_CHECK_TIMEOUT = 600.0
 
 WATERMARK_SEARCHES = ("auto", "full", "own")  # see CheckConfig.watermark_search
 
@@ -110,7 +113,8 @@ class Auditor:
                  workers: int = DEFAULT_WORKERS, processes: int = 0, full: bool = False,
                  versions: bool = False, resume: bool = True, max_inline_bytes: int = DEFAULT_MAX_INLINE,
                  part_size: int = DEFAULT_PART_SIZE, fetch_attempts: int = 4,
-                 sample_edge: int = 0, edge_url_map: Any = None, tmp_dir: str | None = None,
+                 check_timeout: float | None = DEFAULT_CHECK_TIMEOUT, sample_edge: int = 0,
+                 edge_url_map: Any = None, tmp_dir: str | None = None,
                  posture: bool | None = False, posture_config: Any = None,
                  progress: ProgressFn | None = None) -> None:
         self.targets_in = _target_list(targets)
@@ -126,6 +130,7 @@ class Auditor:
         self.max_inline = int(max_inline_bytes)
         self.part_size = int(part_size)
         self.fetch_attempts = max(1, int(fetch_attempts))
+        self.check_timeout = float(check_timeout) if check_timeout else None
         self.sample_edge = int(sample_edge or 0)
         self.edge_url_map = edge_url_map
         if self.sample_edge and any(str(t).startswith("cloudfront:") or hasattr(t, "distribution_id")
@@ -585,7 +590,7 @@ class Auditor:
     def _make_process_pool(self) -> CheckProcesses:
         # The processes start (and import the checkers) now, while the first GETs run, instead of
         # when the first objects are waiting.
-        return CheckProcesses(self.processes, self.cfg)
+        return CheckProcesses(self.processes, self.cfg, timeout=self.check_timeout)
 
     def _finish(self, targets: Sequence[S3Target]) -> None:
         st = self.state
@@ -639,6 +644,11 @@ class CheckProcessDied(RuntimeError):
     crash on hostile bytes, or the OOM killer): the object is ``unreadable`` with the reason."""
 
 
+class CheckTimedOut(RuntimeError):
+    """A check ran past the audit's ``check_timeout`` (a decoder stuck on hostile bytes): its
+    process was stopped and replaced; the object is ``unreadable`` with the reason."""
+
+
 class CheckProcesses:
     """``n`` check processes, each behind its own pipe: the I/O thread that needs a check takes an
     idle process, sends it the bytes and waits for the outcome itself.
@@ -654,8 +664,11 @@ class CheckProcesses:
     pool given up: every later check raises ``BrokenProcessPool`` at once.
     """
 
-    def __init__(self, n: int, cfg: _checks.CheckConfig, target: Callable[[Any, Any], None] | None = None) -> None:
-        """``target``: each process's main loop (default :func:`_check_process`; tests pass one that dies)."""
+    def __init__(self, n: int, cfg: _checks.CheckConfig, target: Callable[[Any, Any], None] | None = None,
+                 timeout: float | None = None) -> None:
+        """``target``: each process's main loop (default :func:`_check_process`; tests pass one that
+        dies). ``timeout``: seconds one check may take before its process is stopped (None: no limit)."""
+        self._timeout = timeout or None
         # forkserver: children start from a clean process, not a fork of one with live boto3 threads.
         self._ctx = multiprocessing.get_context("forkserver")
         self._cfg = cfg
@@ -687,6 +700,11 @@ class CheckProcesses:
                 conn, proc = self._slots[i]
                 try:
                     conn.send((source, mime, key))
+                    if self._timeout is not None and not conn.poll(self._timeout):
+                        proc.kill()  # stuck: not retried (that would double the wait)
+                        self._replace(i)
+                        raise CheckTimedOut(f"the check took longer than {self._timeout:g} s; its process was "
+                                            "stopped")
                     ok, value = conn.recv()
                 except (EOFError, OSError):  # the process died (EOF, broken pipe)
                     why = self._replace(i)

@@ -599,8 +599,9 @@ def test_check_processes_round_trip_and_errors(tmp_path):
 
 
 def _dies_on_poison(conn, cfg):
-    """A check process main loop that dies (exit code 3) on the key "poison.jpg", and at once when
-    cfg.registry_path is "die": stands in for a decoder crash on hostile bytes."""
+    """A check process main loop that dies (exit code 3) on the key "poison.jpg", hangs on
+    "stuck.jpg", and dies at once when cfg.registry_path is "die": stands in for a decoder crashing
+    or stuck on hostile bytes."""
     import os
 
     from s3sync import checks
@@ -615,6 +616,10 @@ def _dies_on_poison(conn, cfg):
             return
         if task[2] == "poison.jpg":
             os._exit(3)
+        if task[2] == "stuck.jpg":
+            import time
+
+            time.sleep(60)
         conn.send((True, checks.check_task(*task)))
 
 
@@ -657,3 +662,25 @@ def test_a_dead_check_process_is_replaced_and_only_its_object_fails():
             doomed.check(data, "image/png", "a.png")
     finally:
         doomed.close()
+
+
+def test_a_stuck_check_is_stopped_after_the_timeout():
+    """A check that runs past the timeout has its process stopped and replaced (no retry): only
+    that object fails, with the reason, and the next check runs on the fresh process."""
+    import time
+
+    from fixtures.make_media import image_bytes
+    from s3sync.worker import CheckProcesses, CheckTimedOut
+
+    data = image_bytes("png", size=(64, 64))
+    pool = CheckProcesses(1, CheckConfig(watermark=False), target=_dies_on_poison, timeout=1.5)
+    try:
+        assert pool.check(data, "image/png", "a.png").error is None
+        t0 = time.monotonic()
+        with pytest.raises(CheckTimedOut, match="longer than 1.5 s"):
+            pool.check(data, "image/jpeg", "stuck.jpg")
+        assert time.monotonic() - t0 < 10
+        assert pool.check(data, "image/png", "a.png").error is None
+        assert all(proc.is_alive() for _, proc in pool._slots)
+    finally:
+        pool.close()

@@ -114,6 +114,18 @@ def test_state_refuses_a_registry_db_and_leaves_it_alone(capsys, registry_db):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
 
 
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--check-timeout", "-1", "--check-timeout must be >= 0"),
+    ("--check-timeout", "nan", "--check-timeout must be >= 0"),
+    ("--workers", "0", "--workers must be >= 1"),
+])
+def test_audit_numeric_options_are_usage_errors(capsys, tmp_path, flag, value, needle):
+    rc, _, err = run(capsys, "audit", "s3://media/", flag, value, "--state", str(tmp_path / "s.db"),
+                     "--endpoint-url", DEAD)
+    assert rc == 2 and not (tmp_path / "s.db").exists()
+    one_line_error(err, needle)
+
+
 def test_audit_state_in_uncreatable_dir(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
