@@ -702,7 +702,7 @@ class CheckProcesses:
                     conn.send((source, mime, key))
                     if self._timeout is not None and not conn.poll(self._timeout):
                         proc.kill()  # stuck: not retried (that would double the wait)
-                        self._replace(i)
+                        self._replace(i, died=False)
                         raise CheckTimedOut(f"the check took longer than {self._timeout:g} s; its process was "
                                             "stopped")
                     ok, value = conn.recv()
@@ -720,8 +720,9 @@ class CheckProcesses:
             self._idle.put(i)
         raise AssertionError("unreachable")
 
-    def _replace(self, i: int) -> str:
-        """Reap slot ``i``'s dead process, start a fresh one there; say how the old one ended."""
+    def _replace(self, i: int, died: bool = True) -> str:
+        """Reap slot ``i``'s dead process, start a fresh one there; say how the old one ended.
+        ``died=False``: stopped by us (a timeout), not counted towards giving the pool up."""
         conn, proc = self._slots[i]
         conn.close()
         proc.join(5)
@@ -738,7 +739,7 @@ class CheckProcesses:
         else:
             why = f"exit code {code}"
         with self._lock:
-            self._deaths_in_a_row += 1
+            self._deaths_in_a_row += died
             if self._deaths_in_a_row > 2 * self._n + 2:
                 self._broken = True
         if not self._broken:

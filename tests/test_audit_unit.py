@@ -681,6 +681,12 @@ def test_a_stuck_check_is_stopped_after_the_timeout():
             pool.check(data, "image/jpeg", "stuck.jpg")
         assert time.monotonic() - t0 < 10
         assert pool.check(data, "image/png", "a.png").error is None
+        pool._timeout = 0.2
+        for _ in range(6):  # timeouts are not deaths: the pool is never given up for them
+            with pytest.raises(CheckTimedOut):
+                pool.check(data, "image/jpeg", "stuck.jpg")
+        pool._timeout = 30.0
+        assert pool.check(data, "image/png", "a.png").error is None
         assert all(proc.is_alive() for _, proc in pool._slots)
     finally:
         pool.close()
