@@ -1,9 +1,10 @@
 """The CPU side of the audit: decode, C2PA validation, watermark detection, registry match.
 
-Everything here is a top-level, picklable function of (bytes or a temp-file path, MIME, config) so the
-audit's check processes (``s3sync.worker.CheckProcesses``) can run it with no shared state: the config
-is installed once per process by :func:`init_process`, and each task ships only the object's bytes. The media logic
-itself lives in ``provenance`` and ``watermark``; this module only composes their calls.
+Everything here is a top-level, picklable function of (bytes or a temp-file path, MIME, config) so
+the audit's check processes (``s3sync.worker.CheckProcesses``) can run it with no shared state: the
+config is installed once per process by :func:`init_process`, and each task ships only the object's
+bytes. The media logic itself lives in ``provenance`` and ``watermark``; this module only composes
+their calls.
 """
 from __future__ import annotations
 
