@@ -72,7 +72,7 @@ def _noise(a, s):
 
 def extended_attacks():
     import cv2
-    from PIL import ImageEnhance, ImageFilter
+    from PIL import Image, ImageEnhance, ImageFilter
     return {
         "none": lambda a: a,
         "jpeg40": lambda a: _codec(a, "JPEG", quality=40),
@@ -90,6 +90,9 @@ def extended_attacks():
         "hflip": lambda a: np.ascontiguousarray(a[:, ::-1]),
         "aspect1.3 (x)": lambda a: _rs(a, 1.3, 1.0),
         "aspect0.8 (y)": lambda a: _rs(a, 1.0, 0.8),
+        "rot15": lambda a: _rot(a, 15),
+        "rot-30 canvas grown": lambda a: _np(_pil(a).rotate(-30, resample=Image.Resampling.BILINEAR, expand=True)),
+        "rot40+crop70+jpeg70": lambda a: _codec(_crop(_rot(a, 40), 0.7), "JPEG", quality=70),
         "aspect1.3x0.9 then rot-4": lambda a: _rot(_rs(a, 1.3, 0.9), -4),
         "rot-4 then aspect1.3x0.9": lambda a: _rs(_rot(a, -4), 1.3, 0.9),
         "blur1.5": lambda a: cv2.GaussianBlur(a, (0, 0), 1.5),

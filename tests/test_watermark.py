@@ -71,6 +71,10 @@ ATTACKS = {
     "median3": lambda a: cv2.medianBlur(a, 3),
     "jpeg75+resize0.75": lambda a: _resize(_jpeg(a, 75), 0.75),
     "aspect1.3": lambda a: _resize(a, 1.3, 1.0),
+    # beyond the +-8 deg searches: the wide-rotation stage (with a grown canvas, and cropped)
+    "rot25+expand": lambda a: np.asarray(Image.fromarray(a).rotate(25, resample=Image.Resampling.BILINEAR,
+                                                                    expand=True)),
+    "rot-40": lambda a: np.asarray(Image.fromarray(a).rotate(-40, resample=Image.Resampling.BILINEAR)),
     # resized to another aspect, then rotated: a rotated rectangle lattice (the comb's second family)
     "aspect1.3x0.9+rot-4": lambda a: np.asarray(Image.fromarray(_resize(a, 1.3, 0.9)).rotate(
         -4, resample=Image.Resampling.BILINEAR)),
