@@ -343,20 +343,26 @@ _KK = np.array([(k1, k2) for k1 in range(-CELLS // 2, CELLS // 2 + 1) for k2 in 
 def _comb_scores(fl: np.ndarray, hp: int, wp: int, periods: np.ndarray, thetas: np.ndarray,
                  kk: np.ndarray) -> np.ndarray:
     """Mean flattened power over the reciprocal points ``kk`` of square lattices (period x theta)."""
-    per = periods[:, None, None]
-    c, sn = np.cos(thetas)[None, :, None], np.sin(thetas)[None, :, None]
-    k1, k2 = kk[:, 0], kk[:, 1]
-    # Reciprocal basis of a square lattice of period `per` rotated by theta: rows (fy, fx).
-    fy = (k1 * c - k2 * sn) / per
-    fx = (k1 * sn + k2 * c) / per
+    fy, fx, in_band = _reciprocal(periods, thetas, kk)
     shape = fy.shape
-    fr = np.sqrt(k1 * k1 + k2 * k2)[None, None, :] / per
-    ok = ((fr > 0.02) & (fr < BAND_MAX)).astype(np.float32)
     vals = cv2.remap(fl, (fx * wp + wp // 2).reshape(-1, len(kk)).astype(np.float32),
                      (fy * hp + hp // 2).reshape(-1, len(kk)).astype(np.float32),
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    ok = np.broadcast_to(ok, shape)
+    ok = np.broadcast_to(in_band.astype(np.float32), shape)
     return (vals.reshape(shape) * ok).sum(-1) / np.maximum(ok.sum(-1), 1)
+
+
+def _reciprocal(periods: np.ndarray, thetas: np.ndarray, kk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reciprocal points ``kk`` of square lattices of each period rotated by each theta, in cycles
+    per pixel: (fy, fx) of shape (periods, thetas, points), and whether each lies in the mark's
+    band (periods, 1, points)."""
+    per = periods[:, None, None]
+    c, sn = np.cos(thetas)[None, :, None], np.sin(thetas)[None, :, None]
+    k1, k2 = kk[:, 0], kk[:, 1]
+    fy = (k1 * c - k2 * sn) / per
+    fx = (k1 * sn + k2 * c) / per
+    fr = np.sqrt(k1 * k1 + k2 * k2)[None, None, :] / per
+    return fy, fx, (fr > 0.02) & (fr < BAND_MAX)
 
 
 def _parabola(v: np.ndarray, i: int) -> float:
@@ -429,12 +435,8 @@ def _wide_coarse_maps(hp: int, wp: int, p0: float):
     thetas = np.deg2rad(np.r_[np.arange(-WIDE_ROT, -SPEC_ROT - 0.5, 1.0),
                               np.arange(SPEC_ROT + 1.0, WIDE_ROT + 1e-9, 1.0)]).astype(np.float32)
     kk = _KK[(_KK ** 2).sum(1) <= WIDE_KMAX ** 2]
-    per = periods[:, None, None]
-    c, sn = np.cos(thetas)[None, :, None], np.sin(thetas)[None, :, None]
-    k1, k2 = kk[:, 0], kk[:, 1]
-    fy, fx = (k1 * c - k2 * sn) / per, (k1 * sn + k2 * c) / per
-    fr = np.broadcast_to(np.sqrt(k1 * k1 + k2 * k2)[None, None, :] / per, fy.shape)
-    ok = (fr > 0.02) & (fr < BAND_MAX)
+    fy, fx, in_band = _reciprocal(periods, thetas, kk)
+    ok = np.broadcast_to(in_band, fy.shape)
     mx = np.where(ok, fx * wp + wp // 2, -1e4).astype(np.float32).reshape(-1, len(kk))
     my = np.where(ok, fy * hp + hp // 2, -1e4).astype(np.float32).reshape(-1, len(kk))
     cnt = np.maximum(ok.reshape(-1, len(kk)).sum(-1), 1).astype(np.float32)
