@@ -174,6 +174,11 @@ def _audit(endpoint, paths, target, state, meter_pgid=None, **kw):
     return res, time.perf_counter() - t0
 
 
+def _checks_cpu_s(res) -> float:
+    """CPU seconds the audit's check processes spent (each object's own ``check_cpu_ms``)."""
+    return sum(o.timings.get("check_cpu_ms", 0.0) for o in res.objects) / 1000
+
+
 def _stage_means(res) -> dict[str, float]:
     out = {}
     for k in ("fetch_ms", "c2pa_ms", "decode_ms", "watermark_ms", "check_ms", "check_cpu_ms"):
@@ -267,8 +272,8 @@ def _run(a, work: Path, load_before) -> int:
         for n in [int(x) for x in a.scaling.split(",") if x.strip()]:
             res_n, t_n = _audit(server.endpoint_url, paths, target, work / f"scale{n}.db",
                                 **(run | {"processes": n}))
-            checks_n = sum(o.timings.get("check_cpu_ms", 0.0) for o in res_n.objects) / len(res_n.objects)
-            scaling.append((n, len(res_n.objects) / t_n, checks_n, res_n.cpu.client / len(res_n.objects) * 1000))
+            per = 1000 / len(res_n.objects)
+            scaling.append((n, len(res_n.objects) / t_n, _checks_cpu_s(res_n) * per, res_n.cpu.client * per))
             print(f"--processes {n}: {scaling[-1][1]:.1f} objects/s", flush=True)
 
         # The pipeline's own cost: thumbnails whose checks cost ~1 ms, so the audit is bound by its
@@ -312,9 +317,6 @@ def _run(a, work: Path, load_before) -> int:
                 f"{server_s / n * 1000:.1f}", f"{per:.1f}", f"{ncpu / per * 1000:.0f}", f"{rate:.0f}",
                 f"{0.8 * ceiling_rate * per / 1000:.1f}"]
 
-    def checks_s(res) -> float:
-        return sum(o.timings.get("check_cpu_ms", 0.0) for o in res.objects) / 1000
-
     cpu_rows = [cpu_row("plain boto3 GET pool (ceiling)", sample_n, ceil_cpu.client, 0.0, ceil_cpu.server, ceil,
                         ceiling)]
     for name, res, rate in (("audit, C2PA + watermark (auto)", res_all, rate_all),
@@ -322,11 +324,11 @@ def _run(a, work: Path, load_before) -> int:
                             ("audit, --watermark-search own", res_own, rate_own),
                             ("audit, --watermark-trust-manifest", res_tm, rate_tm),
                             ("audit, C2PA only", res_c2, rate_c2)):
-        cpu_rows.append(cpu_row(name, len(res.objects), res.cpu.client, checks_s(res), res.cpu.server, rate, ceiling))
+        cpu_rows.append(cpu_row(name, len(res.objects), res.cpu.client, _checks_cpu_s(res), res.cpu.server, rate, ceiling))
     cpu_rows.append(cpu_row("plain GET pool, thumbnails", len(thumb_keys), thumb_cpu.client, 0.0, thumb_cpu.server,
                             ceil_t, ceil_t))
     cpu_rows.append(cpu_row("audit, every check on, thumbnails", len(res_t.objects), res_t.cpu.client,
-                            checks_s(res_t), res_t.cpu.server, rate_t, ceil_t))
+                            _checks_cpu_s(res_t), res_t.cpu.server, rate_t, ceil_t))
     counts = {k: v for k, v in res_all.summary["counts"].items() if v}
     load_after = os.getloadavg()
     rows = [

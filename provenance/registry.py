@@ -672,10 +672,7 @@ class SourceItem:
     etag: str | None = None
 
     def read(self, s3=None) -> bytes:
-        if self.uri.startswith("s3://"):
-            bucket, _, key = self.uri[5:].partition("/")
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return Path(self.name).read_bytes()
+        return _read_source_uri(self.uri, s3) if self.uri.startswith("s3://") else Path(self.name).read_bytes()
 
 
 def _read_source_uri(uri: str | None, s3=None) -> bytes:
