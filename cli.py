@@ -591,10 +591,11 @@ def _add_audit(sub) -> None:
                    help="SQLite state (results, runs, resume); default .synthguard/state.db")
     p.add_argument("--workers", type=int, default=16, metavar="N", help="concurrent S3 requests (I/O threads)")
     p.add_argument("--processes", type=int, default=None, metavar="N",
-                   help="processes for CPU checks (decode, C2PA, watermark); 0/1 = inline; default: CPU count")
+                   help="processes for CPU checks (decode, C2PA, watermark); 0 = inline in the auditing process "
+                        "(no crash isolation, no --check-timeout); default: CPU count")
     p.add_argument("--check-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="stop an object's checks after this long (its process is replaced, the object is "
-                        "unreadable); 0 = no limit; default 600 (with --processes >= 2)")
+                        "unreadable); 0 = no limit; default 600 (with --processes >= 1)")
     p.add_argument("--format", default="table", choices=("table", "json", "jsonl", "csv", "sarif", "html"))
     p.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     p.add_argument("--fail-on", type=_parse_csv, default=[], metavar="LIST",

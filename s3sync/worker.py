@@ -9,9 +9,10 @@ Shape of a run:
   with one GET, large ones to a temporary file with ranged GETs (bounded memory, and a dropped
   connection costs one part, not the object). botocore's adaptive retries handle throttling and
   5xx; errors while streaming a body are retried here. What still fails is ``unreadable``.
-- The CPU checks (decode, C2PA, watermark, registry) run inline (``processes`` 0/1) or in
+- The CPU checks (decode, C2PA, watermark, registry) run inline (``processes=0``) or in
   ``processes`` check processes fed with the bytes through pipes (:class:`CheckProcesses`); at
-  most ``workers`` objects are in flight.
+  most ``workers`` objects are in flight. One check process is worth its pipe even on one CPU: a
+  decoder that crashes or hangs on hostile bytes costs that object, not the run.
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ MiB = 1024 * 1024
 DEFAULT_WORKERS = 16
 DEFAULT_MAX_INLINE = 16 * MiB  # larger objects go to a temp file: memory stays under workers x this
 DEFAULT_PART_SIZE = 8 * MiB
-# One object's checks in a check process (inline checks have no limit). Generous: a long video's
-# watermark scan takes minutes; a decoder stuck on hostile bytes must not stall the run forever.
+# One object's checks in a check process (inline checks, processes=0, have no limit).
+# Generous: a long video's watermark scan takes minutes; a decoder stuck on hostile bytes must
+# not stall the run forever.
 DEFAULT_CHECK_TIMEOUT = 600.0
 
 WATERMARK_SEARCHES = ("auto", "full", "own")  # see CheckConfig.watermark_search
@@ -281,7 +283,7 @@ class Auditor:
                     continue
                 while len(inflight) >= self.workers * 2:
                     yield from self._drain(inflight, finished, block=True)
-                if pool is None and self.processes > 1:
+                if pool is None and self.processes >= 1:
                     pool = self._make_process_pool()
                 fut = io.submit(self._process, ref, pool)
                 inflight.add(fut)

@@ -182,14 +182,27 @@ def test_second_run_reuses_unchanged_and_retries_unreadable(seaweed, ident, seed
         assert st.load_run(first.run_id).counts == first.counts
 
 
-def test_prefix_target_and_iterator(seaweed, ident, seeded, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_prefix_target_and_iterator(seaweed, ident, seeded, tmp_path, monkeypatch, processes):
+    """The check-process path (the other tests check inline); one process is a process too (crash
+    isolation and the check timeout on a one-CPU machine), not inline."""
+    from s3sync import worker
+
+    made = []
+
+    class Recorded(worker.CheckProcesses):
+        def __init__(self, n, *args, **kwargs):
+            made.append(n)
+            super().__init__(n, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "CheckProcesses", Recorded)
     seen = list(s3sync.iter_audit(["s3://audit-main/gen/"], endpoint_url=seaweed.endpoint_url,
                                   trust_anchors=ident["paths"].root, state=tmp_path / "s.db", workers=4,
-                                  processes=2,  # the process-pool path (the other tests check inline)
-                                  watermark_key_file=ident["paths"].watermark_key))
+                                  processes=processes, watermark_key_file=ident["paths"].watermark_key))
     want = {k: v for k, v in seeded["expected"].items() if k.startswith("gen/")}
     assert {o.key: o.status for o in seen} == want
     assert all(isinstance(o, s3sync.ObjectResult) for o in seen)
+    assert made == [processes]
 
 
 def test_every_result_is_committed_before_it_is_yielded(seaweed, ident, seeded, tmp_path):
