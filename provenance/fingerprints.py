@@ -307,11 +307,12 @@ def hash_rows(rgb: np.ndarray) -> np.ndarray:
     return np.vstack([hash_parts(rgb), pdq_hash(rgb)[None, :]])
 
 
-def pdq_scaled(d_pdq):
-    """A PDQ distance on the multi-part distance's scale (see ``PDQ_WEIGHT``): ceil(d * num / den)."""
+def pdq_scaled(d_pdq: int | np.ndarray) -> int | np.ndarray:
+    """A PDQ distance (an int, or an array of them) on the multi-part distance's scale (see
+    ``PDQ_WEIGHT``): ceil(d * num / den)."""
     num, den = PDQ_WEIGHT
-    return (np.asarray(d_pdq, dtype=np.int32) * num + den - 1) // den if not isinstance(d_pdq, int) else \
-        (d_pdq * num + den - 1) // den
+    d = d_pdq if isinstance(d_pdq, int) else np.asarray(d_pdq, dtype=np.int32)
+    return (d * num + den - 1) // den
 
 
 def pdq_threshold(threshold: int | None = None) -> int:
