@@ -417,6 +417,7 @@ def _cmd_verify(args) -> int:
 
 
 def _prov_table(rows, anchors) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_lines=False, header_style="bold")
@@ -428,8 +429,10 @@ def _prov_table(rows, anchors) -> None:
         detail = ", ".join(v.codes)
         if v.reason and v.state not in ("trusted",):
             detail = f"{detail}: {v.reason}" if detail and v.state == "invalid" else (detail or v.reason)
-        table.add_row(shown, f"[{_STATE_STYLE.get(v.state, '')}]{v.state}[/]", ai, model, v.signer or "-",
-                      v.signed_at or "-", detail if len(detail) <= 160 else detail[:157] + "...")
+        # Paths, manifest fields and reasons are escaped: rich would read "[...]" in them as markup.
+        table.add_row(escape(shown), f"[{_STATE_STYLE.get(v.state, '')}]{v.state}[/]", ai, escape(model),
+                      escape(v.signer or "-"), escape(v.signed_at or "-"),
+                      escape(detail if len(detail) <= 160 else detail[:157] + "..."))
     con = console()
     con.print(table)
     counts: dict[str, int] = {}
@@ -527,7 +530,7 @@ def _cmd_watermark_embed(args) -> int:
     if args.json:
         emit_json(info)
     else:
-        console().print(f"{args.output}: marked ({info['kind']}, payload {payload.hex()}, {kind} key)")
+        console().print(f"{args.output}: marked ({info['kind']}, payload {payload.hex()}, {kind} key)", markup=False)
     return EXIT_OK
 
 
@@ -563,11 +566,11 @@ def _cmd_watermark_detect(args) -> int:
         con = console()
         for r in rows:
             if r["error"]:
-                con.print(f"{r['path']}: error: {r['error']}")
+                con.print(f"{r['path']}: error: {r['error']}", markup=False)
             elif r["detected"]:
-                con.print(f"{r['path']}: watermark {r['payload']} ({kind} key, {r['bit_errors']} bit errors)")
+                con.print(f"{r['path']}: watermark {r['payload']} ({kind} key, {r['bit_errors']} bit errors)", markup=False)
             else:
-                con.print(f"{r['path']}: no watermark ({kind} key)")
+                con.print(f"{r['path']}: no watermark ({kind} key)", markup=False)
     return EXIT_OK if rows and all(r["detected"] for r in rows) else EXIT_FAIL
 
 

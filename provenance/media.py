@@ -132,7 +132,8 @@ def sniff_mime(data: bytes, name: str | os.PathLike | None = None) -> str | None
             return "audio/mp4"
         return "video/mp4"
     stripped = head.lstrip()
-    if stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in data[:1024]):
+    if stripped.startswith(b"<svg") or (stripped.startswith((b"<?xml", b"<!--", b"<!DOCTYPE svg"))
+                                        and b"<svg" in data[:1024]):
         return "image/svg+xml"
     return mime_from_name(name)
 

@@ -262,10 +262,10 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
     t = time.perf_counter
     out = CheckOutcome(mime=mime)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        head = bytes(source[:64])
+        head = bytes(source[:SNIFF_BYTES])
     else:
         with open(source, "rb") as fh:
-            head = fh.read(64)
+            head = fh.read(SNIFF_BYTES)
     if not head:
         out.error = f"empty object (0 bytes) where {normalize_mime(mime) or mime_from_name(key) or 'media'} was claimed"
         return out
@@ -283,6 +283,13 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
         return out
     out.timings["c2pa_ms"] = round((t() - t0) * 1000, 2)
 
+    if actual == "image/svg+xml":
+        # A vector picture: its provenance is the C2PA manifest alone (no raster pixels to carry a
+        # watermark or a fingerprint), and the C2PA reader is the parser that proves it is intact.
+        err = _c2pa_only_media(out.c2pa, "SVG document", "image/svg+xml", sniffed, sniffed == "image/svg+xml")
+        if err:
+            out.error = err
+        return out
     if kind == "image":
         t0 = t()
         # Pixels at full size only when the registry fingerprints them; the watermark detector works
@@ -368,19 +375,31 @@ def check(source: bytes | str, mime: str | None, key: str = "") -> CheckOutcome:
             out.training_match = _match_dict(matches[0]) if matches else None
             out.timings["registry_ms"] = round((t() - t0) * 1000, 2)
     elif kind == "audio":
-        if sniffed not in AUDIO_MIMES and not (sniffed is None and claimed in ("audio/mp4",)):
-            out.error = f"bytes do not look like {claimed or 'audio'} (content sniffed as {sniffed or 'unknown'})"
-            return out
-        if out.c2pa and out.c2pa.get("state") == "error":
-            # C2PA is the only parser audio goes through: if it cannot read the file, nothing can.
-            out.error = f"cannot read audio: {out.c2pa.get('reason') or 'unreadable'}"
+        ok = sniffed in AUDIO_MIMES or (sniffed is None and claimed in ("audio/mp4",))
+        err = _c2pa_only_media(out.c2pa, "audio", claimed or "audio", sniffed, ok)
+        if err:
+            out.error = err
             return out
     else:
         out.error = f"unsupported media type {actual or 'unknown'}"
     return out
 
 
+def _c2pa_only_media(c2pa: dict[str, Any] | None, what: str, claimed: str, sniffed: str | None,
+                     looks_right: bool) -> str | None:
+    """Why an object checked by C2PA alone (audio, SVG) is unreadable, or None.
+
+    ``looks_right``: the sniffed content matches the claimed type. C2PA is the only parser such
+    objects go through: if it cannot read the file, nothing can."""
+    if not looks_right:
+        return f"bytes do not look like {claimed} (content sniffed as {sniffed or 'unknown'})"
+    if c2pa and c2pa.get("state") == "error":
+        return f"cannot read {what}: {c2pa.get('reason') or 'unreadable'}"
+    return None
+
+
 DRAFT_SHORT_SIDE = 512
+SNIFF_BYTES = 1024  # enough for any signature sniff_mime knows (an SVG's XML prolog included)
 
 
 def _decode(source: bytes | str, min_short: int | None, *, pixels: bool = True, luma: bool = False):

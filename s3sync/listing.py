@@ -60,8 +60,9 @@ def _iso(v: Any) -> str | None:
 
 def list_objects(client: Any, target: S3Target, *, versions: bool = False,
                  page_size: int = 1000) -> Iterator[ObjectRef]:
-    """Yield every object under the target (all pages). With ``versions``, every version and
-    delete marker (delete markers come back with ``delete_marker=True`` so the caller can skip them)."""
+    """Yield every object under the target (all pages), "folder" markers included. With
+    ``versions``, every version and delete marker (delete markers come back with
+    ``delete_marker=True`` so the caller can skip them)."""
     for page in list_pages(client, target, versions=versions, page_size=page_size):
         yield from page
 
@@ -76,10 +77,7 @@ def list_pages(client: Any, target: S3Target, *, versions: bool = False,
         for page in client.get_paginator("list_objects_v2").paginate(**kw):
             refs = []
             for o in page.get("Contents", ()) or ():
-                key = o["Key"]
-                if key.endswith("/") and not o.get("Size"):
-                    continue  # "folder" placeholder objects
-                refs.append(ObjectRef(bucket=target.bucket, key=key, version_id=None, etag=_etag(o.get("ETag")),
+                refs.append(ObjectRef(bucket=target.bucket, key=o["Key"], version_id=None, etag=_etag(o.get("ETag")),
                                       size=o.get("Size"), last_modified=_iso(o.get("LastModified")),
                                       origin=target.origin, storage_class=o.get("StorageClass")))
             yield refs
@@ -87,19 +85,15 @@ def list_pages(client: Any, target: S3Target, *, versions: bool = False,
     for page in client.get_paginator("list_object_versions").paginate(**kw):
         refs = []
         for o in page.get("Versions", ()) or ():
-            key = o["Key"]
-            if key.endswith("/") and not o.get("Size"):
-                continue
-            vid = o.get("VersionId")
-            refs.append(ObjectRef(bucket=target.bucket, key=key, version_id=None if vid in (None, "null") else vid,
+            # A "null" version (written before versioning was enabled) is a version like any
+            # other here: GetObject with VersionId=null reads it, not the latest object.
+            refs.append(ObjectRef(bucket=target.bucket, key=o["Key"], version_id=o.get("VersionId") or None,
                                   etag=_etag(o.get("ETag")), size=o.get("Size"),
                                   last_modified=_iso(o.get("LastModified")),
                                   is_latest=bool(o.get("IsLatest", True)),
                                   origin=target.origin, storage_class=o.get("StorageClass")))
         for o in page.get("DeleteMarkers", ()) or ():
-            vid = o.get("VersionId")
-            refs.append(ObjectRef(bucket=target.bucket, key=o["Key"],
-                                  version_id=None if vid in (None, "null") else vid,
+            refs.append(ObjectRef(bucket=target.bucket, key=o["Key"], version_id=o.get("VersionId") or None,
                                   last_modified=_iso(o.get("LastModified")), is_latest=bool(o.get("IsLatest", False)),
                                   delete_marker=True, origin=target.origin))
         yield refs

@@ -217,10 +217,11 @@ class Skipped:
     reason: str
     etag: str | None = None
     content_type: str | None = None
+    last_modified: str | None = None  # as listed: a cached skip holds only while it is unchanged
 
     def to_dict(self) -> dict[str, Any]:
         return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "reason": self.reason,
-                "etag": self.etag, "content_type": self.content_type}
+                "etag": self.etag, "content_type": self.content_type, "last_modified": self.last_modified}
 
 
 def count_statuses(results: Iterable[ObjectResult]) -> dict[str, int]:

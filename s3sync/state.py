@@ -159,17 +159,20 @@ class State:
     # ------------------------------------------------------------------ runs
     def begin_run(self, targets: list[str], options: dict[str, Any], config_fp: str,
                   *, resume: bool = True) -> tuple[str, bool]:
-        """Start a run, or resume the last unfinished run with the same targets and config.
+        """Start a run, or resume the last unfinished run with the same targets, config and scope.
 
+        The scope is ``options["versions"]``: a run of every version and a run of the latest
+        objects list different things under different identities, so neither can finish the other.
         Returns ``(run_id, resumed)``.
         """
         tjson = json.dumps(sorted(targets))
         if resume:
-            row = self.db.execute(
-                "SELECT run_id FROM runs WHERE status='running' AND targets=? AND config_fp=? "
-                "ORDER BY started_at DESC LIMIT 1", (tjson, config_fp)).fetchone()
-            if row:
-                return row[0], True
+            rows = self.db.execute(
+                "SELECT run_id, options FROM runs WHERE status='running' AND targets=? AND config_fp=? "
+                "ORDER BY started_at DESC", (tjson, config_fp)).fetchall()
+            for run_id, opts in rows:
+                if bool(json.loads(opts).get("versions")) == bool(options.get("versions")):
+                    return run_id, True
         run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
         self.db.execute("INSERT INTO runs (run_id, started_at, status, targets, options, config_fp) "
                         "VALUES (?, ?, 'running', ?, ?, ?)",
@@ -312,7 +315,8 @@ class State:
             d = json.loads(result) if result else {}
             if status == "skipped":
                 yield Skipped(bucket=bucket, key=key, version_id=ver or None, reason=d.get("reason", "skipped"),
-                              etag=etag or None, content_type=d.get("content_type"))
+                              etag=etag or None, content_type=d.get("content_type"),
+                              last_modified=d.get("last_modified"))
                 continue
             if not d:  # result row was replaced by a later re-check of the same content
                 d = {"bucket": bucket, "key": key, "version_id": ver or None, "etag": etag or None,

@@ -48,6 +48,10 @@ DEFAULT_PART_SIZE = 8 * MiB
 # not stall the run forever.
 DEFAULT_CHECK_TIMEOUT = 600.0
 
+# Skip reasons the worker gives itself (others: "delete marker", "archived ...", "not media ...").
+DELETED = "deleted since listing"
+FOLDER_MARKER = "folder marker (empty object whose key ends in /)"
+
 WATERMARK_SEARCHES = ("auto", "full", "own")  # see CheckConfig.watermark_search
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -232,6 +236,7 @@ class Auditor:
         self._not_latest: set[tuple[str, str, str]] = set()
         self._start_posture(targets)
         self._s3 = self._fetch_client()
+        self._check_listable(targets)
         _checks.init_process(self.cfg)  # inline checks (and the edge sampler) use it too
         pool: CheckProcesses | None = None  # started with the first download: a run that
         # finds nothing changed never pays for starting processes
@@ -243,14 +248,14 @@ class Auditor:
         completed = False
         try:
             for ref in self._iter_refs(targets):
-                self.stats.listed += 1
-                if ref.version_id and not ref.is_latest:
-                    # An edge serves only the latest version: older ones are never edge samples.
-                    self._not_latest.add(ref.ident)
                 if seen is not None:
                     if ref.ident in seen:
                         continue
                     seen.add(ref.ident)
+                self.stats.listed += 1
+                if ref.version_id and not ref.is_latest:
+                    # An edge serves only the latest version: older ones are never edge samples.
+                    self._not_latest.add(ref.ident)
                 if ref.ident in done_before:
                     self.stats.resumed += 1
                     self.stats.done += 1
@@ -258,14 +263,19 @@ class Auditor:
                 if ref.delete_marker:
                     self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id, "delete marker"))
                     continue
+                if ref.key.endswith("/") and not ref.size:
+                    self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id, FOLDER_MARKER))
+                    continue
                 if ref.storage_class in ARCHIVED_CLASSES:
                     # A GET would fail with InvalidObjectState; the audit never starts restores.
                     self._record_skip(Skipped(ref.bucket, ref.key, ref.version_id,
                                               f"archived ({ref.storage_class}): needs a restore to be read",
-                                              etag=ref.etag))
+                                              etag=ref.etag, last_modified=ref.last_modified))
                     continue
                 cached = None if self.full else st.lookup_status(ref.bucket, ref.key, ref.version_id, ref.etag,
                                                                  self.cfg_fp)
+                if cached == "skipped" and not self._skip_holds(ref):
+                    cached = None
                 if cached is not None and cached != "unreadable":
                     # Unchanged since the last completed check: record it for this run, download nothing.
                     st.record_reuse(self.run_id, self.cfg_fp, ref.bucket, ref.key, ref.version_id, ref.etag, cached)
@@ -372,6 +382,14 @@ class Auditor:
             self._tick()
             yield item
 
+    def _skip_holds(self, ref: ObjectRef) -> bool:
+        """Whether a cached skip of this ETag still stands. "Not media" was decided from the content
+        type, which a metadata rewrite (a Content-Type fixed in place with CopyObject) changes
+        without changing the ETag; LastModified changes with it, so the skip holds only while the
+        listing shows the same LastModified as when it was decided."""
+        payload = self.state.lookup(ref.bucket, ref.key, ref.version_id, ref.etag, self.cfg_fp)
+        return payload is not None and payload[1].get("last_modified") == ref.last_modified
+
     def _record_skip(self, sk: Skipped, reused: bool = False) -> None:
         self._record_batched(sk, reused=reused)
         self.stats.skipped += 1
@@ -394,6 +412,20 @@ class Auditor:
     def _tick(self) -> None:
         if self.progress is not None:
             self.progress(self.stats.to_dict() | {"done": self.stats.done, "listing_done": self.stats.listing_done})
+
+    def _check_listable(self, targets: Sequence[S3Target]) -> None:
+        """With several targets, list one key of each before any download: a mistyped or
+        forbidden bucket among them is the same clear error as for a single target, not an abort
+        after the earlier targets were downloaded and checked. (One target needs no probe: its
+        listing is the first request.)"""
+        if len(targets) < 2:
+            return
+        for t in targets:
+            kw = {"Prefix": t.prefix} if t.prefix else {}
+            try:
+                self._s3.list_objects_v2(Bucket=t.bucket, MaxKeys=1, **kw)
+            except Exception as exc:
+                raise AuditError(f"cannot list {t.uri}: {describe_error(exc)}") from None
 
     def _iter_refs(self, targets: Sequence[S3Target]) -> Iterator[ObjectRef]:
         if isinstance(self.factory, ClientFactory):
@@ -429,8 +461,11 @@ class Auditor:
     def _process(self, ref: ObjectRef, pool: CheckProcesses | None) -> ObjectResult | Skipped:
         fetched = self._fetch(ref)
         if fetched.skipped:
-            return Skipped(ref.bucket, ref.key, ref.version_id, fetched.skipped, etag=ref.etag,
-                           content_type=fetched.content_type)
+            # A deletion seen mid-run is not a property of these bytes: without an ETag the skip is
+            # never reused, and the key is looked at again next run.
+            return Skipped(ref.bucket, ref.key, ref.version_id, fetched.skipped,
+                           etag=None if fetched.skipped == DELETED else ref.etag,
+                           content_type=fetched.content_type, last_modified=ref.last_modified)
         ref = fetched.ref
         try:
             if fetched.error:
@@ -487,7 +522,7 @@ class Auditor:
                 self._count_retries(head)
             except Exception as exc:
                 if _not_found(exc):
-                    out.skipped = "deleted since listing"
+                    out.skipped = DELETED
                     return out
                 out.error = f"HEAD failed: {describe_error(exc)}"
                 out.mime = None
@@ -511,7 +546,7 @@ class Auditor:
                 self.stats.downloaded += 1
         except Exception as exc:
             if _not_found(exc):
-                out.skipped = "deleted since listing"
+                out.skipped = DELETED
                 return out
             why = describe_error(exc)
             if "PreconditionFailed" in why or "412" in why:

@@ -35,6 +35,7 @@ def summary(findings: Sequence[Finding], out_of_scope: int | None = None,
 # ----------------------------------------------------------------------------- table / json / csv
 def to_table(findings: Sequence[Finding], width: int = 200) -> str:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="synthguard posture", show_lines=False)
@@ -44,8 +45,8 @@ def to_table(findings: Sequence[Finding], width: int = 200) -> str:
     for f in findings:
         ev = f.evidence or {}
         detail = ev.get("reason") or ev.get("why") or ev.get("note") or ""
-        t.add_row(f"[{colour[f.status.value]}]{f.status.value}[/]", f.severity, f.check, f.resource,
-                  f.owner or "", str(detail)[:120])
+        t.add_row(f"[{colour[f.status.value]}]{f.status.value}[/]", f.severity, f.check, escape(f.resource),
+                  escape(f.owner or ""), escape(str(detail)[:120]))  # "[...]" in them is not markup
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(t)
     s = summary(findings)

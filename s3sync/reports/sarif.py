@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote
 
 from ..models import AuditResult
 
@@ -140,6 +141,13 @@ def _status_rule(rid: str, status: str, text: str, severity: str) -> dict[str, A
                            "tags": ["security", "synthguard"]}}
 
 
+def _object_uri(bucket: str, key: str, version_id: str | None) -> str:
+    """``s3://bucket/key[?versionId=...]`` as a valid URI: the key percent-encoded (a key may hold
+    spaces, '#', '?', '%' or control characters, which SARIF consumers would misread)."""
+    uri = f"s3://{bucket}/{quote(key, safe='/')}"
+    return uri + (f"?versionId={quote(version_id, safe='')}" if version_id else "")
+
+
 def to_sarif(result: AuditResult, **_: Any) -> str:
     from ..models import SEVERITY
 
@@ -150,7 +158,7 @@ def to_sarif(result: AuditResult, **_: Any) -> str:
     for o in result.objects:
         if o.status not in RULES:
             continue
-        uri = o.uri + (f"?versionId={o.version_id}" if o.version_id else "")
+        uri = _object_uri(o.bucket, o.key, o.version_id)
         sev, exp = result.severity_of(o), result.exposure_of(o)
         rid = RULE_VARIANTS.get((o.status, sev), RULES[o.status])[0]
         why = "; ".join(x for x in (o.reason, f"{sev}: {exp.why}" if o.status == "leaked_training_asset" else "")

@@ -1,5 +1,9 @@
 """A terminal table (rich): the summary counts, then every object that is not ``ok`` (all with
-``show_ok``), then findings and edge samples."""
+``show_ok``), then findings and edge samples.
+
+Every string that comes from a bucket, a server or a decoder (keys, URLs, errors) is escaped: rich
+reads ``[...]`` as markup, and a key like ``a[/bold]b.jpg`` would otherwise vanish or break the
+report."""
 from __future__ import annotations
 
 import io
@@ -14,6 +18,7 @@ STYLE = {"ok": "green", "watermark_only": "cyan", "untrusted": "yellow", "missin
 def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, width: int | None = None,
              color: bool = False, **_: Any) -> str:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     buf = io.StringIO()
@@ -33,7 +38,7 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
     head.add_row("skipped (not audited)", str(skipped.get("count", 0)))
     con.print(head)
     if skipped.get("reasons"):
-        con.print("skipped: " + "; ".join(f"{n} {r}" for r, n in skipped["reasons"].items()))
+        con.print(escape("skipped: " + "; ".join(f"{n} {r}" for r, n in skipped["reasons"].items())))
     stats = [f"{s.get('objects', len(result.objects))} objects"]
     for k, label in (("downloaded", "downloaded"), ("reused", "unchanged (not downloaded)"),
                      ("resumed_objects", "done before resume"), ("retries", "retries")):
@@ -72,7 +77,8 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
             if not detail and o.c2pa and o.status in ("invalid_provenance", "untrusted"):
                 detail = ", ".join((o.c2pa.get("codes") or [])[:2]) or str(o.c2pa.get("reason") or "")
             t.add_row(f"[{STYLE.get(o.status, '')}]{o.status}[/]", result.severity_of(o),
-                      o.uri + (f" ({o.version_id})" if o.version_id else ""), c2, wms, detail)
+                      escape(o.uri + (f" ({o.version_id})" if o.version_id else "")), escape(c2), escape(wms),
+                      escape(detail))
         con.print(t)
         if len(rows) > limit:
             con.print(f"... {len(rows) - limit} more (use --format json/csv/html for all)")
@@ -82,9 +88,10 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
             t.add_column(col, overflow="fold")
         for e in result.edge_samples:
             d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-            t.add_row(str(d.get("url", "")), str(d.get("origin_c2pa_state", d.get("origin_state", ""))),
-                      str(d.get("edge_c2pa_state", d.get("edge_state", ""))),
-                      str(d.get("provenance_preserved", "")), str(d.get("error") or d.get("verdict") or d.get("reason") or ""))
+            cells = (d.get("url", ""), d.get("origin_c2pa_state", d.get("origin_state", "")),
+                     d.get("edge_c2pa_state", d.get("edge_state", "")), d.get("provenance_preserved", ""),
+                     d.get("error") or d.get("verdict") or d.get("reason") or "")
+            t.add_row(*(escape(str(c)) for c in cells))
         con.print(t)
     if result.findings:
         t = Table(title="Findings", show_header=True, header_style="bold")
@@ -92,7 +99,6 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
             t.add_column(col, overflow="fold")
         for f in result.findings:
             d = f.to_dict() if hasattr(f, "to_dict") else dict(f)
-            t.add_row(str(d.get("check", "")), str(d.get("resource", "")), str(d.get("status", "")),
-                      str(d.get("severity", "")))
+            t.add_row(*(escape(str(d.get(c, ""))) for c in ("check", "resource", "status", "severity")))
         con.print(t)
     return buf.getvalue()
