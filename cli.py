@@ -69,6 +69,16 @@ def check_out_path(out: str | None, what: str = "--out", *, directory: bool = Fa
         raise UsageError(f"{what} {out}: not writable")
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (the same path, or links to one existing file)."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist yet
+        return False
+
+
 def show_progress(json_mode: bool) -> bool:
     """Progress bars only on an interactive terminal and never in JSON mode."""
     return (not json_mode) and sys.stderr.isatty()
@@ -654,6 +664,10 @@ def _cmd_audit(args) -> int:
     if not args.check_timeout >= 0:  # also refuses nan
         raise UsageError("--check-timeout must be >= 0 seconds (0: no limit)")
     check_out_path(args.out)  # before the audit, not after it
+    for flag, path in (("--state", args.state), ("--registry", args.registry), ("--trust-anchors", args.trust_anchors),
+                       ("--watermark-key-file", args.watermark_key_file), ("--posture-config", args.posture_config)):
+        if args.out and args.out != "-" and path and _same_file(args.out, path):
+            raise UsageError(f"--out {args.out} is the {flag} file: the report would overwrite it")
     if args.sample_edge:  # a malformed DOMAIN=URL is a usage error now, not after the whole audit
         from s3sync.cloudfront import parse_edge_url_map
 

@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from . import contentenc
+
 EDGE_URL_MAP_ENV = "SYNTHGUARD_EDGE_URL_MAP"
 SPEC_PREFIX = "cloudfront:"
 DEFAULT_TIMEOUT = 20.0
@@ -596,6 +598,13 @@ def _fetch(url: str, timeout: float, accept: str) -> _Fetched:
                 # read(amt) returns short data instead of raising when the edge drops the connection
                 out.error = (f"cannot fetch from the edge: connection closed after {len(out.data)} "
                              f"of {expected} bytes")
+            elif contentenc.codings(resp.headers.get("Content-Encoding")):
+                # what a browser shows: the body with its Content-Encoding undone (as for the origin)
+                try:
+                    out.data = contentenc.decode(out.data, resp.headers.get("Content-Encoding"),
+                                                 limit=MAX_EDGE_BYTES, max_inline=MAX_EDGE_BYTES)
+                except contentenc.ContentEncodingError as exc:
+                    out.error = f"edge object: {exc}"
     except urllib.error.HTTPError as exc:
         out.status = exc.code
         out.content_type = exc.headers.get("Content-Type") if exc.headers else None

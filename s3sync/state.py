@@ -103,6 +103,11 @@ class State:
                 raise StateError(f"state DB not found: {self.path}")
             if p.is_dir():
                 raise StateError(f"state DB path is a directory: {self.path}")
+            # An audit writes as it goes (and SQLite's WAL beside the file): find out now, not at
+            # the first result. Reading a run (create=False) needs neither.
+            if create and ((p.exists() and not os.access(p, os.W_OK))
+                           or (p.parent.is_dir() and not os.access(p.parent, os.W_OK))):
+                raise StateError(f"state DB {self.path}: not writable (the audit records its results there)")
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

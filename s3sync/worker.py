@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from provenance.media import MEDIA_MIMES, mime_from_name
 
 from . import checks as _checks
+from . import contentenc
 from .aws import ClientFactory, describe_error, is_stream_error
 from .classify import classify
 from .listing import ARCHIVED_CLASSES, S3Target, bucket_tags, list_pages, parse_s3_uri, prefetched
@@ -51,6 +52,7 @@ DEFAULT_CHECK_TIMEOUT = 600.0
 # Skip reasons the worker gives itself (others: "delete marker", "archived ...", "not media ...").
 DELETED = "deleted since listing"
 FOLDER_MARKER = "folder marker (empty object whose key ends in /)"
+MAX_EXPANSION = 200  # a Content-Encoding that inflates an object more than this is a bomb, not media
 
 WATERMARK_SEARCHES = ("auto", "full", "own")  # see CheckConfig.watermark_search
 
@@ -85,8 +87,13 @@ class AuditStats:
                 "objects_per_s": round(self.done / el, 1)}
 
 
+_Headers = tuple[str | None, str | None]  # (Content-Type, Content-Encoding) of a GET response
+
+
 @dataclass
 class _Fetched:
+    """One object's download: its bytes in memory or in a temp file (decoded), or why not."""
+
     ref: ObjectRef
     content_type: str | None = None
     data: bytes | None = None
@@ -538,12 +545,14 @@ class Auditor:
         size = out.ref.size or 0
         try:
             if size > self.max_inline:
-                out.path, ct = self._get_to_file(client, out.ref, vkw)
+                out.path, (ct, encoding) = self._get_to_file(client, out.ref, vkw)
             else:
-                out.data, ct = self._get_bytes(client, out.ref, vkw)
+                out.data, (ct, encoding) = self._get_bytes(client, out.ref, vkw)
             out.content_type = out.content_type or ct
             with self._lock:
                 self.stats.downloaded += 1
+            if contentenc.codings(encoding):
+                self._undo_encoding(out, encoding)
         except Exception as exc:
             if _not_found(exc):
                 out.skipped = DELETED
@@ -555,6 +564,20 @@ class Auditor:
         out.mime = _checks.claimed_mime(ref.key, out.content_type) or by_name
         out.timings["fetch_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
+
+    def _undo_encoding(self, out: _Fetched, encoding: str) -> None:
+        """Check what HTTP clients see: the bytes with their Content-Encoding (gzip, deflate) undone;
+        bounded (MAX_EXPANSION x the stored size, at least ``max_inline``), else ``unreadable``."""
+        limit = max(self.max_inline, MAX_EXPANSION * int(out.ref.size or 0))
+        try:
+            decoded = contentenc.decode(out.data if out.path is None else out.path, encoding, limit=limit,
+                                        max_inline=self.max_inline, tmp_dir=self.tmp_dir)
+        except contentenc.ContentEncodingError as exc:
+            out.error = str(exc)
+            decoded = None
+        if out.path is not None and decoded != out.path:
+            os.unlink(out.path)
+        out.data, out.path = (decoded, None) if isinstance(decoded, bytes) else (None, decoded)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Retry what botocore does not (a body that breaks while being read), with jittered backoff.
@@ -580,7 +603,7 @@ class Auditor:
                 self.stats.retries += n
 
     def _get_once(self, client: Any, ref: ObjectRef, vkw: dict[str, str],
-                  span: tuple[int, int] | None = None) -> tuple[bytes, str | None]:
+                  span: tuple[int, int] | None = None) -> tuple[bytes, _Headers]:
         """One GET of the object (or of the byte range ``span``, inclusive), read whole and checked
         for length: a short body raises ConnectionError, which :meth:`_call` retries."""
         kw = dict(vkw)
@@ -601,27 +624,27 @@ class Auditor:
             raise ConnectionError(f"short read{where}: {len(data)} of {want} bytes")
         with self._lock:
             self.stats.bytes_read += len(data)
-        return data, resp.get("ContentType")
+        return data, (resp.get("ContentType"), resp.get("ContentEncoding"))
 
-    def _get_bytes(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[bytes, str | None]:
+    def _get_bytes(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[bytes, _Headers]:
         return self._call(lambda: self._get_once(client, ref, vkw))
 
-    def _get_to_file(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[str, str | None]:
+    def _get_to_file(self, client: Any, ref: ObjectRef, vkw: dict[str, str]) -> tuple[str, _Headers]:
         """Ranged GETs of ``part_size`` into a temp file: bounded memory, retries per part."""
         size = int(ref.size or 0)
         suffix = Path(ref.key).suffix[:10]
         fd, path = tempfile.mkstemp(prefix="synthguard-audit-", suffix=suffix, dir=self.tmp_dir)
-        ct: str | None = None
+        headers: _Headers = (None, None)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for start in range(0, size, self.part_size):
                     span = (start, min(size, start + self.part_size) - 1)
-                    data, ct = self._call(lambda span=span: self._get_once(client, ref, vkw, span))
+                    data, headers = self._call(lambda span=span: self._get_once(client, ref, vkw, span))
                     fh.write(data)
         except BaseException:
             os.unlink(path)
             raise
-        return path, ct
+        return path, headers
 
     # ------------------------------------------------------------------ process pool, finish
     def _make_process_pool(self) -> CheckProcesses:

@@ -694,3 +694,34 @@ def test_a_stuck_check_is_stopped_after_the_timeout():
         assert all(proc.is_alive() for _, proc in pool._slots)
     finally:
         pool.close()
+
+
+def test_content_encoding_is_undone_bounded(tmp_path):
+    """gzip / deflate (zlib) / both, from bytes or a file; into memory up to max_inline, else into a
+    temp file; a bomb, a truncated stream and unknown codings are errors with the reason."""
+    import gzip
+    import os
+    import zlib
+
+    from s3sync import contentenc
+
+    body = bytes(range(256)) * 400  # 100 KiB
+    gz = gzip.compress(body)
+    assert contentenc.codings("identity") == [] and contentenc.codings(" GZIP, aws-chunked") == ["gzip"]
+    assert contentenc.decode(body, None, limit=1 << 30, max_inline=1 << 30) is body
+    assert contentenc.decode(gz, "gzip", limit=1 << 30, max_inline=1 << 30) == body
+    assert contentenc.decode(zlib.compress(gz), "gzip, deflate", limit=1 << 30, max_inline=1 << 30) == body
+    src = tmp_path / "obj.gz"
+    src.write_bytes(gz)
+    out = contentenc.decode(str(src), "x-gzip", limit=1 << 30, max_inline=4096, tmp_dir=str(tmp_path))
+    assert isinstance(out, str) and open(out, "rb").read() == body and src.exists()
+    os.unlink(out)
+    with pytest.raises(contentenc.ContentEncodingError, match="expands past 50000 bytes"):
+        contentenc.decode(gz, "gzip", limit=50_000, max_inline=4096, tmp_dir=str(tmp_path))
+    with pytest.raises(contentenc.ContentEncodingError, match="truncated"):
+        contentenc.decode(gz[: len(gz) // 2], "gzip", limit=1 << 30, max_inline=1 << 30)
+    with pytest.raises(contentenc.ContentEncodingError, match="do not decode"):
+        contentenc.decode(body, "gzip", limit=1 << 30, max_inline=1 << 30)
+    with pytest.raises(contentenc.ContentEncodingError, match="zstd is not supported"):
+        contentenc.decode(body, "zstd", limit=1 << 30, max_inline=1 << 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.gz"]  # no temp file left behind

@@ -291,10 +291,6 @@ def test_svg_objects_are_audited(seaweed, ident, tmp_path):  # noqa: F811
     assert by_key["signed.svg"].c2pa["state"] == "trusted" and by_key["plain.svg"].watermark is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an object stored with Content-Encoding: gzip is checked as the "
-                                       "compressed bytes: a signed JPEG is 'unreadable' ('not a recognised image "
-                                       "format', c2pa state error) although every HTTP client sees the JPEG "
-                                       "(s3sync/worker.py Auditor._get_once ignores ContentEncoding)")
 def test_gzip_content_encoding_is_decoded(seaweed, estate, ident, tmp_path):  # noqa: F811
     from provenance import sign
 
@@ -302,8 +298,26 @@ def test_gzip_content_encoding_is_decoded(seaweed, estate, ident, tmp_path):  # 
     c.create_bucket(Bucket="estate-gzip")
     c.put_object(Bucket="estate-gzip", Key="signed.jpg", Body=gzip.compress(sign(estate["jpg"], signer=ident["signer"])),
                  ContentType="image/jpeg", ContentEncoding="gzip")
-    res = _run(seaweed, ["s3://estate-gzip"], tmp_path / "s.db", trust_anchors=ident["paths"].root)
-    assert [(o.key, o.status) for o in res.objects] == [("signed.jpg", "ok")], [o.error for o in res.objects]
+    c.put_object(Bucket="estate-gzip", Key="big.jpg", Body=gzip.compress(estate["jpg"] * 40),
+                 ContentType="image/jpeg", ContentEncoding="gzip")  # past max_inline once decoded: a temp file
+    c.put_object(Bucket="estate-gzip", Key="bomb.png", Body=gzip.compress(bytes(64 << 20)),
+                 ContentType="image/png", ContentEncoding="gzip")
+    c.put_object(Bucket="estate-gzip", Key="notgz.jpg", Body=estate["jpg"], ContentType="image/jpeg",
+                 ContentEncoding="gzip")
+    c.put_object(Bucket="estate-gzip", Key="br.jpg", Body=estate["jpg"], ContentType="image/jpeg",
+                 ContentEncoding="br")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    res = _run(seaweed, ["s3://estate-gzip"], tmp_path / "s.db", trust_anchors=ident["paths"].root,
+               max_inline_bytes=len(estate["jpg"]) * 8, tmp_dir=str(spool))
+    got = {o.key: o for o in res.objects}
+    assert {k: o.status for k, o in got.items()} == {
+        "signed.jpg": "ok", "big.jpg": "missing_provenance", "bomb.png": "unreadable", "notgz.jpg": "unreadable",
+        "br.jpg": "unreadable"}, [o.error for o in res.objects]
+    assert "expands past" in got["bomb.png"].error
+    assert "do not decode" in got["notgz.jpg"].error
+    assert "br is not supported" in got["br.jpg"].error
+    assert not list(spool.iterdir())  # decoded temp files are gone
 
 
 def test_large_object_is_streamed_not_held_in_memory(seaweed, estate, tmp_path):
@@ -555,24 +569,23 @@ def test_bad_state_out_report_and_fail_on_are_usage_errors(seaweed, estate, tmp_
     assert not os.path.exists(tmp_path / "missing")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --out pointing at the --state file is accepted: the report "
-                                       "overwrites the SQLite state after the run (history and resume lost; "
-                                       "'audit report' then says 'file is not a database') (cli.py _cmd_audit / "
-                                       "check_out_path)")
 def test_out_equal_to_state_is_refused(seaweed, estate, tmp_path, capsys):
+    """--out naming an input (the state, a key, the registry) is refused before any work: the
+    report would overwrite it."""
     state = str(tmp_path / "s.db")
-    rc, _, err = _main(capsys, "s3://estate-empty", "--endpoint-url", seaweed.endpoint_url, "--state", state,
-                       "--out", state, "--processes", "0", "--no-posture", "--format", "json")
+    base = ["s3://estate-empty", "--endpoint-url", seaweed.endpoint_url, "--state", state, "--processes", "0",
+            "--no-posture", "--format", "json"]
+    assert _main(capsys, *base)[0] == 0
+    rc, _, err = _main(capsys, *base, "--out", state)
+    assert rc == 2 and "is the --state file" in err, err
     with State(state, create=False) as st:
-        st.load_run()
-    assert rc == 2, err
+        assert len(st.runs()) == 1  # untouched, and no second run started
+    anchors = tmp_path / "roots.pem"
+    anchors.write_bytes(b"not read")
+    rc, _, err = _main(capsys, *base, "--trust-anchors", str(anchors), "--out", str(tmp_path / "." / "roots.pem"))
+    assert rc == 2 and "is the --trust-anchors file" in err and anchors.read_bytes() == b"not read", err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a read-only --state file fails at the first write with "
-                                       "'OperationalError: attempt to write a readonly database' and exit 1 (the "
-                                       "'a check did not pass' code), not a usage error (s3sync/state.py "
-                                       "State.__init__ does not check it can write; cli.py main maps "
-                                       "sqlite3.OperationalError to exit 1)")
 def test_read_only_state_is_a_usage_error(seaweed, estate):
     prefix: list[str] = []
     if os.geteuid() == 0:  # root ignores file modes: run the CLI as nobody
