@@ -612,7 +612,8 @@ def _add_audit(sub) -> None:
     p.add_argument("--format", default="table", choices=("table", "json", "jsonl", "csv", "sarif", "html"))
     p.add_argument("--out", metavar="PATH", help="write the report here instead of stdout")
     p.add_argument("--fail-on", type=_parse_csv, default=[], metavar="LIST",
-                   help="exit 1 when any object is one of: missing,invalid,untrusted,leak,unreadable,watermark_only")
+                   help="exit 1 when any object is one of: missing,invalid,untrusted,leak,unreadable,watermark_only; "
+                        "edge: when a CloudFront edge sample lost its origin's provenance")
     p.add_argument("--full", action="store_true", help="re-check every object (default: skip unchanged ETags)")
     p.add_argument("--versions", action="store_true", help="audit every object version (ListObjectVersions)")
     p.add_argument("--no-watermark", action="store_true", help="skip watermark detection (C2PA only)")
@@ -697,6 +698,8 @@ def _cmd_audit(args) -> int:
                           edge_url_map=args.edge_url_map or None, posture=args.posture,
                           posture_config=args.posture_config)
         _audit_check_cloudfront(args.targets, auditor)
+        if args.sample_edge and not auditor.origins:
+            print("synthguard: warning: --sample-edge applies to cloudfront: targets; none here", file=sys.stderr)
         if show_progress(args.format in ("json", "jsonl")):
             from s3sync.reports.progress import AuditProgress
 
@@ -710,16 +713,21 @@ def _cmd_audit(args) -> int:
     posture = result.summary.get("posture") or {}
     if posture.get("error"):
         print(f"synthguard: warning: {posture['error']} (the audit itself completed)", file=sys.stderr)
-    if args.format == "csv" and result.findings:  # CSV rows are objects; findings get a file of their own
-        from s3sync.reports.csvfmt import findings_to_csv
+    if args.format == "csv":  # CSV rows are objects; findings and edge samples get files of their own
+        from s3sync.reports.csvfmt import edge_samples_to_csv, findings_to_csv
 
-        if args.out and args.out != "-":
-            side = os.path.splitext(args.out)[0] + ".findings.csv"
-            write_text(findings_to_csv(result), side)
-            print(f"synthguard: {len(result.findings)} posture findings written to {side}", file=sys.stderr)
-        else:
-            print(f"synthguard: {len(result.findings)} posture findings are not in CSV on stdout "
-                  "(use --out PATH for PATH.findings.csv, or --format json)", file=sys.stderr)
+        for items, what, suffix, to_text in ((result.findings, "posture findings", ".findings.csv", findings_to_csv),
+                                             (result.edge_samples, "CloudFront edge samples", ".edge.csv",
+                                              edge_samples_to_csv)):
+            if not items:
+                continue
+            if args.out and args.out != "-":
+                side = os.path.splitext(args.out)[0] + suffix
+                write_text(to_text(result), side)
+                print(f"synthguard: {len(items)} {what} written to {side}", file=sys.stderr)
+            else:
+                print(f"synthguard: {len(items)} {what} are not in CSV on stdout "
+                      f"(use --out PATH for PATH{suffix}, or --format json)", file=sys.stderr)
     if args.out and args.out != "-":
         c = result.summary.get("counts", {})
         s = result.summary
@@ -735,7 +743,9 @@ def _audit_check_cloudfront(specs: Sequence[str], auditor) -> None:
     """Resolve ``cloudfront:`` targets before the run (the auditor keeps the answer) and refuse an
     audit with nothing to audit: ``cloudfront:all`` in an account without distributions (or only
     non-S3 origins) must not pass a release gate silently. With other targets left it is a warning."""
-    cf_specs = [t for t in specs if t.startswith("cloudfront:")]
+    from s3sync.cloudfront import is_cloudfront_spec
+
+    cf_specs = [t for t in specs if is_cloudfront_spec(t)]
     targets = auditor.resolve_targets()
     if not cf_specs or auditor.origins:
         return

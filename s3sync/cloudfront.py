@@ -46,13 +46,13 @@ _UNUSABLE_STATES = frozenset({"error", "unreadable", "unsupported"})
 
 _REGION = r"(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d+)"
 _SUFFIX = r"\.amazonaws\.com(?:\.cn)?"
-# Virtual-hosted REST endpoints: bucket.s3[.dualstack][.REGION | -REGION | -external-1].amazonaws.com
-_REST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-_]{1,254})\.s3"
+# Virtual-hosted REST endpoints: bucket.s3[-fips][.dualstack][.REGION | -REGION | -external-1].amazonaws.com
+_REST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-_]{1,254})\.s3(?:-fips)?"
                       r"(?:\.dualstack)?(?:[.-]" + _REGION + r"|-external-1)?" + _SUFFIX + r"$")
 # Static website endpoints: bucket.s3-website-REGION / bucket.s3-website.REGION
 _WEBSITE_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-_]{1,254})\.s3-website[.-]" + _REGION + _SUFFIX + r"$")
 # Path-style host with the bucket as the first segment of the origin path.
-_PATH_STYLE_RE = re.compile(r"^s3(?:\.dualstack)?(?:[.-]" + _REGION + r"|-external-1)?" + _SUFFIX + r"$")
+_PATH_STYLE_RE = re.compile(r"^s3(?:-fips)?(?:\.dualstack)?(?:[.-]" + _REGION + r"|-external-1)?" + _SUFFIX + r"$")
 # S3 hosts that do not name a bucket (access points, Object Lambda, accelerate, Outposts).
 _OTHER_S3_RE = re.compile(r"\.(s3-accesspoint|s3-object-lambda|s3-accelerate|s3-outposts)[.-]")
 
@@ -346,17 +346,27 @@ def resolve_origins(spec: str, clients: Any = None) -> OriginTargets:
     ids = _list_distributions(cf, spec) if ident.lower() == "all" else [(ident, None)]
     targets: list[OriginTarget] = []
     skipped: list[SkippedOrigin] = []
+    unreadable: list[CloudFrontError] = []
     for dist_id, cf_domain in ids:
         try:
             resp = cf.get_distribution_config(Id=dist_id)
         except Exception as exc:
-            raise _explain(exc, f"{SPEC_PREFIX}{dist_id}", cf, "GetDistributionConfig") from None
+            err = _explain(exc, f"{SPEC_PREFIX}{dist_id}", cf, "GetDistributionConfig")
+            if cf_domain is None:  # the distribution the user named: its error is the answer
+                raise err from None
+            # cloudfront:all: one distribution we may not read (resource-level IAM) is reported,
+            # and the others are still audited.
+            unreadable.append(err)
+            skipped.append(SkippedOrigin(dist_id, "*", cf_domain, f"configuration not readable: {err}"))
+            continue
         config = resp.get("DistributionConfig") or {}
         if cf_domain is None:
             cf_domain = _distribution_domain(cf, dist_id)
         t, s = _origins_of(dist_id, config, cf_domain)
         targets.extend(t)
         skipped.extend(s)
+    if unreadable and len(unreadable) == len(ids):  # not one readable: a permission problem, not an estate
+        raise unreadable[0]
     return OriginTargets(targets, skipped)
 
 
@@ -379,7 +389,8 @@ def _distribution_domain(cf: Any, dist_id: str) -> str:
 def _origins_of(dist_id: str, config: Mapping[str, Any], cf_domain: str
                 ) -> tuple[list[OriginTarget], list[SkippedOrigin]]:
     aliases = tuple(_items(config.get("Aliases")))
-    viewer = aliases[0] if aliases else cf_domain
+    # A wildcard alias ("*.example.com") names no host a client can fetch.
+    viewer = next((a for a in aliases if "*" not in a), None) or cf_domain
     routes = _routes(config)
     enabled = bool(config.get("Enabled", True))
     targets, skipped = [], []
@@ -629,7 +640,9 @@ def _read_bounded(resp: Any, deadline: float) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while total <= MAX_EDGE_BYTES:
-        chunk = resp.read(min(1 << 20, MAX_EDGE_BYTES + 1 - total))
+        # read1: what one receive brings (up to 1 MiB); read() would wait for the full MiB, so a
+        # trickling edge would only meet the deadline check after a megabyte.
+        chunk = resp.read1(min(1 << 20, MAX_EDGE_BYTES + 1 - total))
         if not chunk:
             break
         chunks.append(chunk)
@@ -686,7 +699,13 @@ def _check(origin: OriginTarget, res: Any, f: _Fetched, trust_anchors: Any, wate
     identical = (hashlib.md5(data).hexdigest() == md5) if md5 else None  # noqa: S324 - ETag comparison
     base["bytes_identical"] = identical
     origin_mime = normalize_mime(_field(res, "content_type")) or mime_from_name(key)
-    edge_mime = sniff_mime(data, key) or normalize_mime(f.content_type)
+    served = normalize_mime(f.content_type)
+    if sniff_mime(data, None) is None and served and served.startswith(("text/", "application/json",
+                                                                        "application/xml", "application/xhtml")):
+        # A 200 with an error or login page instead of the object: not a copy that lost provenance.
+        err = f"edge served {served} ({len(data)} bytes), not the media (an error or login page?)"
+        return EdgeSample(**base, error=err, provenance_preserved=False, reason=f"could not check the edge copy: {err}")
+    edge_mime = sniff_mime(data, key) or served
     t0 = time.perf_counter()
     try:
         e_state, e_codes = _verify(data, edge_mime, trust_anchors)

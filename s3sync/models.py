@@ -28,6 +28,8 @@ FAIL_ON: dict[str, frozenset[str]] = {
     "leak": frozenset({"leaked_training_asset"}),
     "unreadable": frozenset({"unreadable"}),
     "watermark_only": frozenset({"watermark_only"}),
+    # not an object status: a CloudFront edge sample that lost its origin's provenance
+    "edge": frozenset(),
 }
 SEVERITY: dict[str, str] = {
     "leaked_training_asset": "critical", "invalid_provenance": "high", "unreadable": "medium",
@@ -266,12 +268,20 @@ class AuditResult:
         exp = self.exposure_of(o)
         return {**o.to_dict(), "severity": object_severity(o.status, exp.state), "exposure": exp.to_dict()}
 
-    def failed(self, fail_on: Iterable[str]) -> list[ObjectResult]:
-        """Objects whose status is covered by the ``--fail-on`` names (see :data:`FAIL_ON`)."""
+    def failed(self, fail_on: Iterable[str]) -> list[Any]:
+        """Objects whose status is covered by the ``--fail-on`` names (see :data:`FAIL_ON`), and with
+        ``edge``, the edge samples whose copy lost the origin's provenance (checked, not errors)."""
         statuses: set[str] = set()
-        for name in fail_on:
+        names = set(fail_on)
+        for name in names:
             statuses |= FAIL_ON.get(name, frozenset({name}))
-        return [o for o in self.objects if o.status in statuses]
+        out: list[Any] = [o for o in self.objects if o.status in statuses]
+        if "edge" in names:
+            for e in self.edge_samples:
+                d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
+                if not d.get("provenance_preserved") and not d.get("error"):
+                    out.append(e)
+        return out
 
     def failed_findings(self, severity: str | None) -> list[Any]:
         """Failed posture findings at or above ``severity`` (``--fail-severity``; None or "none": never).

@@ -36,6 +36,7 @@ from . import checks as _checks
 from . import contentenc
 from .aws import ClientFactory, describe_error, is_stream_error
 from .classify import classify
+from .cloudfront import SkippedOrigin, is_cloudfront_spec
 from .listing import ARCHIVED_CLASSES, S3Target, bucket_tags, list_pages, parse_s3_uri, prefetched
 from .models import AuditResult, ObjectRef, ObjectResult, Skipped
 from .state import DEFAULT_STATE, State, now_iso
@@ -146,7 +147,7 @@ class Auditor:
         self.check_timeout = float(check_timeout) if check_timeout else None
         self.sample_edge = int(sample_edge or 0)
         self.edge_url_map = edge_url_map
-        if self.sample_edge and any(str(t).startswith("cloudfront:") or hasattr(t, "distribution_id")
+        if self.sample_edge and any(is_cloudfront_spec(str(t)) or hasattr(t, "distribution_id")
                                     for t in self.targets_in):
             from .cloudfront import parse_edge_url_map
 
@@ -202,7 +203,7 @@ class Auditor:
             elif hasattr(t, "bucket") and hasattr(t, "distribution_id"):  # an OriginTarget
                 self.origins.append(t)
                 out.append(S3Target(t.bucket, t.prefix or "", origin=f"cloudfront:{t.distribution_id}/{t.origin_id}"))
-            elif isinstance(t, str) and t.startswith("cloudfront:"):
+            elif isinstance(t, str) and is_cloudfront_spec(t):
                 from . import cloudfront
 
                 resolved = cloudfront.resolve_targets(t, self.factory)
@@ -234,7 +235,7 @@ class Auditor:
         options = {"workers": self.workers, "processes": self.processes, "full": self.full,
                    "versions": self.versions, "checks": self.cfg.describe()}
         self.run_id, resumed = st.begin_run([t.uri for t in targets] + [str(t) for t in self.targets_in
-                                                                         if str(t).startswith("cloudfront:")],
+                                                                         if is_cloudfront_spec(str(t))],
                                             options, self.cfg_fp, resume=self.resume)
         self._resumed = resumed
         done_before = st.run_members(self.run_id) if resumed else set()
@@ -243,7 +244,7 @@ class Auditor:
         self._not_latest: set[tuple[str, str, str]] = set()
         self._start_posture(targets)
         self._s3 = self._fetch_client()
-        self._check_listable(targets)
+        targets = self._check_listable(targets)
         _checks.init_process(self.cfg)  # inline checks (and the edge sampler) use it too
         pool: CheckProcesses | None = None  # started with the first download: a run that
         # finds nothing changed never pays for starting processes
@@ -420,19 +421,40 @@ class Auditor:
         if self.progress is not None:
             self.progress(self.stats.to_dict() | {"done": self.stats.done, "listing_done": self.stats.listing_done})
 
-    def _check_listable(self, targets: Sequence[S3Target]) -> None:
+    def _check_listable(self, targets: list[S3Target]) -> list[S3Target]:
         """With several targets, list one key of each before any download: a mistyped or
-        forbidden bucket among them is the same clear error as for a single target, not an abort
-        after the earlier targets were downloaded and checked. (One target needs no probe: its
-        listing is the first request.)"""
+        forbidden bucket among the ``s3://`` targets is the same clear error as for a single
+        target, not an abort after the earlier targets were downloaded and checked. A CloudFront
+        origin bucket that cannot be listed (deleted, another account's) is a skipped origin with
+        the reason, and the other origins are audited. (One target needs no probe: its listing is
+        the first request.) Returns the targets to audit."""
         if len(targets) < 2:
-            return
+            return targets
+        keep: list[S3Target] = []
         for t in targets:
             kw = {"Prefix": t.prefix} if t.prefix else {}
             try:
                 self._s3.list_objects_v2(Bucket=t.bucket, MaxKeys=1, **kw)
             except Exception as exc:
-                raise AuditError(f"cannot list {t.uri}: {describe_error(exc)}") from None
+                why = f"cannot list {t.uri}: {describe_error(exc)}"
+                if not t.origin:
+                    raise AuditError(why) from None
+                self._skip_origins_of(t, why)
+                continue
+            keep.append(t)
+        if not keep:
+            raise AuditError("no target could be listed: " + "; ".join(
+                f"{s.distribution_id}/{s.origin_id}: {s.reason}" for s in self.skipped_origins[-3:]))
+        self._s3_targets = keep
+        return keep
+
+    def _skip_origins_of(self, target: S3Target, why: str) -> None:
+        """Every CloudFront origin behind ``target`` (one bucket can serve several distributions)
+        becomes a skipped origin: not audited, not sampled at the edge."""
+        behind = [o for o in self.origins if (o.bucket, o.prefix or "") == (target.bucket, target.prefix)]
+        self.origins = [o for o in self.origins if o not in behind]
+        self.skipped_origins.extend(SkippedOrigin(o.distribution_id, o.origin_id, o.origin_domain, why)
+                                    for o in behind)
 
     def _iter_refs(self, targets: Sequence[S3Target]) -> Iterator[ObjectRef]:
         if isinstance(self.factory, ClientFactory):

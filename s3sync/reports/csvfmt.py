@@ -1,4 +1,5 @@
-"""CSV: one row per audited object (spreadsheets, ticket imports); findings in a CSV of their own.
+"""CSV: one row per audited object (spreadsheets, ticket imports); findings and CloudFront edge
+samples in CSVs of their own.
 
 :func:`csv_text` is the one CSV writer of synthguard's reports (the posture findings use it too).
 """
@@ -29,6 +30,20 @@ def findings_to_csv(result: AuditResult, **_: Any) -> str:
     from ..posture.reports import to_csv as posture_csv
 
     return posture_csv(list(result.findings))
+
+
+EDGE_COLUMNS = ("distribution_id", "origin_id", "bucket", "key", "url", "origin_status", "origin_c2pa_state",
+                "origin_watermark", "http_status", "edge_content_type", "edge_c2pa_state", "edge_watermark",
+                "bytes_identical", "provenance_preserved", "reason", "error")
+
+
+def edge_samples_to_csv(result: AuditResult, **_: Any) -> str:
+    """The run's CloudFront edge samples, one row each."""
+    rows = []
+    for e in result.edge_samples:
+        d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
+        rows.append(["" if d.get(c) is None else d.get(c) for c in EDGE_COLUMNS])
+    return csv_text(EDGE_COLUMNS, rows)
 
 
 def to_csv(result: AuditResult, **_: Any) -> str:

@@ -46,6 +46,11 @@ def to_html(result: AuditResult, *, title: str | None = None, **_: Any) -> str:
     out.append(f'<tr><td>skipped (not audited)</td><td class="n">{int(skipped.get("count", 0))}</td></tr></table>')
     if skipped.get("reasons"):
         out.append("<p>Skipped: " + "; ".join(f"{int(n)} {_e(r)}" for r, n in skipped["reasons"].items()) + "</p>")
+    origins = s.get("cloudfront_skipped_origins") or ()
+    if origins:
+        out.append("<p>CloudFront origins not audited:</p><ul>" + "".join(
+            f"<li><code>{_e(o.get('distribution_id'))}/{_e(o.get('origin_id'))}</code> {_e(o.get('origin_domain'))}: "
+            f"{_e(o.get('reason'))}</li>" for o in origins) + "</ul>")
     facts = [(k, s.get(k)) for k in ("objects", "downloaded", "reused", "resumed_objects", "retries", "bytes_read",
                                      "elapsed_s", "objects_per_s") if s.get(k) is not None]
     out.append('<p class="muted">' + " &middot; ".join(f"{_e(k)}: {_e(v)}" for k, v in facts) + "</p>")

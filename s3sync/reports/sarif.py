@@ -42,6 +42,11 @@ RULE_VARIANTS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+# An edge copy (CloudFront --sample-edge) that lost the provenance its origin object carries.
+EDGE_RULE = ("SG-CF-EDGE-STRIPPED", "edge_provenance_lost",
+             "CloudFront serves a copy without the provenance of its origin object", "high")
+
+
 def tool_version() -> str:
     """synthguard's installed version (``0+unknown`` when run from a source tree)."""
     try:
@@ -141,6 +146,27 @@ def _status_rule(rid: str, status: str, text: str, severity: str) -> dict[str, A
                            "tags": ["security", "synthguard"]}}
 
 
+def _edge_results(samples: Iterable[Any], rules: list[dict]) -> list[dict[str, Any]]:
+    """One result per edge sample whose copy lost the origin's provenance (samples that could not
+    be checked are not findings: they stay in the other reports with their error)."""
+    out: list[dict[str, Any]] = []
+    rid, name, text, sev = EDGE_RULE
+    for e in samples:
+        d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
+        if d.get("provenance_preserved") or d.get("error"):
+            continue
+        if not any(r["id"] == rid for r in rules):
+            rules.append(_status_rule(rid, name, text, sev))
+        out.append({"ruleId": rid, "ruleIndex": next(i for i, r in enumerate(rules) if r["id"] == rid),
+                    "level": level(sev),
+                    "message": {"text": f"{d.get('url')}: {d.get('reason')} (origin "
+                                        f"{_object_uri(str(d.get('bucket')), str(d.get('key')), None)})"},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": str(d.get("url"))}}}],
+                    "partialFingerprints": {"edgeUrl": str(d.get("url"))},
+                    "properties": {**d, "severity": sev, "security-severity": SECURITY_SEVERITY[sev]}})
+    return out
+
+
 def _object_uri(bucket: str, key: str, version_id: str | None) -> str:
     """``s3://bucket/key[?versionId=...]`` as a valid URI: the key percent-encoded (a key may hold
     spaces, '#', '?', '%' or control characters, which SARIF consumers would misread)."""
@@ -174,6 +200,7 @@ def to_sarif(result: AuditResult, **_: Any) -> str:
                            "severity": sev, "security-severity": SECURITY_SEVERITY.get(sev, "5.5"),
                            "exposure": exp.to_dict()},
         })
+    results += _edge_results(result.edge_samples, rules)
     if result.findings:
         results += findings_sarif(result.findings, rules, all_checks=False)
     doc = sarif_log("synthguard", rules, results,

@@ -39,6 +39,9 @@ def to_table(result: AuditResult, *, show_ok: bool = True, limit: int = 200, wid
     con.print(head)
     if skipped.get("reasons"):
         con.print(escape("skipped: " + "; ".join(f"{n} {r}" for r, n in skipped["reasons"].items())))
+    for o in s.get("cloudfront_skipped_origins") or ():
+        con.print(escape(f"CloudFront origin not audited: {o.get('distribution_id')}/{o.get('origin_id')} "
+                         f"{o.get('origin_domain')}: {o.get('reason')}"))
     stats = [f"{s.get('objects', len(result.objects))} objects"]
     for k, label in (("downloaded", "downloaded"), ("reused", "unchanged (not downloaded)"),
                      ("resumed_objects", "done before resume"), ("retries", "retries")):
