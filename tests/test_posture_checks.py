@@ -258,6 +258,9 @@ def test_iam_denies_boundaries_and_unknowns():
     p = _principal(arn, [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
                          {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}])
     s.principals.append(p)
+    # AWS authorises s3:GetObjectVersion on its own: denying GetObject alone leaves every version readable
+    assert (arn, "fail") in verdicts(s, "iam.broad_get_object")
+    p["policies"][0][1]["Statement"][1]["Action"] = ["s3:GetObject", "s3:GetObjectVersion"]
     assert status(s, "iam.broad_get_object", arn).status is Status.PASS
     assert verdicts(s, "iam.permission_boundary") == [(f"arn:aws:iam::{ACCT}:role/pub", "pass")]
     p["policies"] = [["inline:x", {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}]]

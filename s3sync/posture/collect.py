@@ -18,6 +18,8 @@ from .config import CLASS_TAG, CLASSES, INVESTIGATION_TAG, OWNER_TAGS, PostureCo
 MAX_INVESTIGATION_OBJECTS = 1000
 ACCOUNT_PARTS = ("account_public_access_block", "trails", "distributions", "principals", "ec2", "kms_keys",
                  "guardduty", "macie", "config_rules", "config_recorders", "insight_rules")
+# Read even with no bucket in scope: workers tagged synthetic-media may process media kept in another account.
+BUCKETLESS_PARTS = {"ec2"}
 
 
 @dataclass
@@ -38,6 +40,7 @@ class BucketSnapshot:
     versioning: Any = None           # {"Status": ..., "MFADelete": ...} | Unavailable
     logging: Any = None              # LoggingEnabled | None | Unavailable
     legal_holds: Any = field(default_factory=list)  # [{"key","version_id","status"|"error"}] | Unavailable
+    region: Any = None               # "eu-west-1" | None (not collected) | Unavailable
 
     @property
     def arn(self) -> str:
@@ -143,7 +146,17 @@ def _collect_bucket(s3: Any, b: BucketSnapshot) -> BucketSnapshot:
     log = call(s3.get_bucket_logging, "s3:GetBucketLogging", Bucket=n)
     b.logging = (log.get("LoggingEnabled") if isinstance(log, dict) else log)
     b.legal_holds = _legal_holds(s3, b) if b.under_investigation else []
+    b.region = _bucket_region(s3, n)
     return b
+
+
+def _bucket_region(s3: Any, name: str) -> str | Unavailable:
+    """The bucket's region: a single-region trail records data events of its home region only."""
+    loc = call(s3.get_bucket_location, "s3:GetBucketLocation", Bucket=name)
+    if isinstance(loc, Unavailable):
+        return loc
+    constraint = (loc or {}).get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
 
 
 def _legal_holds(s3: Any, b: BucketSnapshot) -> list[dict] | Unavailable:
@@ -371,10 +384,9 @@ def collect(clients: Clients, config: PostureConfig | None = None, buckets: Iter
                 scoped.append(b)
         snap.buckets = {b.name: b for b in pool.map(lambda b: _collect_bucket(s3, b), scoped)}
 
-        if not snap.buckets:
-            snap.duration_s = time.time() - t0
-            return snap  # nothing in scope: no account-level questions worth asking
         wanted_parts = set(ACCOUNT_PARTS if needs is None else needs) if account_level else set()
+        if not snap.buckets:
+            wanted_parts &= BUCKETLESS_PARTS
         skip = Unavailable("collect", "NotCollected", "not collected for the selected checks")
         for name in set(ACCOUNT_PARTS) - wanted_parts:
             if name == "ec2":

@@ -282,12 +282,36 @@ def principal_is_public(st: Mapping[str, Any]) -> bool:
     return False
 
 
+def deny_names(st: Mapping[str, Any], arn: str) -> bool:
+    """Does a resource-policy Deny surely apply to the principal ``arn``?
+
+    Principal "*" (or {"AWS": "*"}) and the principal's own ARN do; a NotPrincipal Deny does unless it
+    lists the principal or its account. Anything else is not relied upon (a Deny must be certain).
+    """
+    if "NotPrincipal" in st:
+        excluded = st["NotPrincipal"]
+        if excluded == "*":
+            return False
+        account = arn.split(":")[4] if arn.count(":") >= 5 else ""
+        listed = principal_arns({"Principal": excluded})
+        return not any(glob_match(p, arn) or p in (account, f"arn:aws:iam::{account}:root") for p in listed)
+    if principal_is_public(st):
+        return True
+    return any(glob_match(p, arn) for p in principal_arns(st))
+
+
 def principal_arns(st: Mapping[str, Any]) -> list[str]:
     """The AWS principals a statement names (ARNs or bare account ids)."""
     p = st.get("Principal")
     if isinstance(p, Mapping):
         return [str(v) for v in _as_list(p.get("AWS"))]
     return []
+
+
+def principal_services(st: Mapping[str, Any]) -> list[str]:
+    """The service principals a statement names (e.g. cloudfront.amazonaws.com)."""
+    p = st.get("Principal")
+    return [str(v) for v in _as_list(p.get("Service"))] if isinstance(p, Mapping) else []
 
 
 def condition_restricts(condition: Mapping[str, Any] | None) -> list[str]:
@@ -310,21 +334,66 @@ def condition_restricts(condition: Mapping[str, Any] | None) -> list[str]:
     return found
 
 
-PUBLIC_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject")
+# Keys that pin a grant to "every principal of an account / organisation": not public, but broad.
+BROAD_PRINCIPAL_KEYS = {"aws:principalaccount": "arn:aws:iam::{}:*",
+                        "aws:principalorgid": "arn:aws:organizations::*:organization/{}",
+                        "aws:principalorgpaths": "arn:aws:organizations::*:organization/{}"}
+
+
+def broad_principal_scopes(condition: Mapping[str, Any] | None) -> list[str]:
+    """Principal globs a "*" grant is limited to when only account/organisation keys restrict it, else [].
+
+    Such a grant reaches every role and user of those accounts without any identity policy of theirs.
+    """
+    keys = {k.lower() for k in condition_restricts(condition)}
+    if not keys or not keys <= set(BROAD_PRINCIPAL_KEYS):
+        return []
+    return sorted({BROAD_PRINCIPAL_KEYS[k.lower()].format(v)
+                   for op, block in (condition or {}).items() if isinstance(block, Mapping)
+                   for k, vals in block.items() if k.lower() in keys for v in _as_list(vals)})
+
+
+# Named in the evidence when a public statement opens them; any other S3 action granted to "*" is public too
+# (AWS's definition) and is reported by the statement's own Action pattern.
+PUBLIC_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl",
+                         "s3:PutObjectVersionAcl")
 PUBLIC_BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:PutBucketPolicy", "s3:PutBucketAcl",
                          "s3:DeleteBucket")
 
 
+def opened_actions(st: Mapping[str, Any], bucket: str) -> list[str]:
+    """The S3 actions an Allow statement opens on the bucket or its objects.
+
+    Well-known actions are named; any other S3 action the statement grants is listed by its own pattern
+    (``NotAction`` as "NotAction ..."), so that no grant, however unusual, is silently dropped.
+    """
+    obj, bkt = f"arn:aws:s3:::{bucket}/*", f"arn:aws:s3:::{bucket}"
+    on_obj, on_bkt = resource_reaches(st, obj), resource_reaches(st, bkt)
+    named = [a for a in PUBLIC_OBJECT_ACTIONS if on_obj and action_matches(st, a)]
+    named += [a for a in PUBLIC_BUCKET_ACTIONS if on_bkt and action_matches(st, a)]
+    if not (on_obj or on_bkt):
+        return named
+    if "Action" in st:
+        return named + [p for p in st["Action"] if globs_intersect(p.lower(), "s3:*")
+                        and not any(glob_match(p, a, True) for a in named)]
+    if named or any(glob_covers(p.lower(), "s3:*") for p in st["NotAction"]):
+        return named
+    return ["NotAction " + ", ".join(st["NotAction"])]
+
+
 def public_grants(statements: Sequence[Mapping[str, Any]], bucket: str) -> list[dict[str, Any]]:
-    """Allow statements of a bucket policy that reach anonymous principals, with the actions they open."""
+    """Allow statements of a bucket policy that reach anonymous principals, with the actions they open.
+
+    Like AWS's "IsPublic", every action counts (s3:PutObjectAcl to "*" lets anyone make objects public),
+    unless a fixed-value condition pins the grant to known networks, accounts or organisations.
+    """
     out = []
     for st in statements:
         if st["Effect"] != "Allow" or not principal_is_public(st):
             continue
         if condition_restricts(st.get("Condition")):
             continue
-        acts = [a for a in PUBLIC_OBJECT_ACTIONS if action_matches(st, a) and resource_reaches(st, f"arn:aws:s3:::{bucket}/*")]
-        acts += [a for a in PUBLIC_BUCKET_ACTIONS if action_matches(st, a) and resource_reaches(st, f"arn:aws:s3:::{bucket}")]
+        acts = opened_actions(st, bucket)
         if acts:
             out.append({"sid": st.get("Sid", ""), "actions": acts, "conditional": bool(st.get("Condition")),
                         "statement": dict(st)})

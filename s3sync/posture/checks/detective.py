@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..clients import Unavailable
 from ..models import CheckMeta, Finding, Status
@@ -13,7 +13,8 @@ TRAIL = CheckMeta(
     "AwsS3Bucket",
     "Without S3 data events (GetObject) there is no record of who read which synthetic asset.",
     "Add an (advanced) event selector for AWS::S3::Object data events covering the bucket with read events "
-    "to a logging trail (cloudtrail:PutEventSelectors).")
+    "(readOnly and eventName must admit GetObject) to a logging trail (cloudtrail:PutEventSelectors) that is "
+    "multi-region or homed in the bucket's region.")
 GUARDDUTY = CheckMeta(
     "guardduty.s3_protection", "GuardDuty S3 protection is off", "medium", "guardduty", "AwsGuardDutyDetector",
     "Anomalous bulk reads or exfiltration from the buckets go undetected.",
@@ -59,15 +60,41 @@ def basic_selectors_cover(selectors: list, b: Any) -> bool:
     return False
 
 
+_OPERATORS: dict[str, Callable[[str, list[str]], bool]] = {
+    "Equals": lambda v, xs: v in xs, "NotEquals": lambda v, xs: v not in xs,
+    "StartsWith": lambda v, xs: any(v.startswith(x) for x in xs),
+    "NotStartsWith": lambda v, xs: not any(v.startswith(x) for x in xs),
+    "EndsWith": lambda v, xs: any(v.endswith(x) for x in xs),
+    "NotEndsWith": lambda v, xs: not any(v.endswith(x) for x in xs),
+}
+
+# Field values a GetObject data event of S3 has: a selector records object reads only if it admits all of them.
+_GET_OBJECT_EVENT = {"eventCategory": "Data", "resources.type": "AWS::S3::Object", "readOnly": "true",
+                     "eventName": "GetObject", "eventSource": "s3.amazonaws.com"}
+
+
+def field_admits(selector: dict, value: str) -> bool:
+    """Does one field selector let an event with this field value through? Its operators are ANDed.
+
+    An operator CloudTrail may add later is not understood: it admits nothing (conservative).
+    """
+    ops = {k: v for k, v in selector.items() if k != "Field"}
+    return all(k in _OPERATORS and _OPERATORS[k](value, list(v or [])) for k, v in ops.items())
+
+
+def _admits_get_object(fields: dict[str, dict]) -> bool:
+    """eventCategory and resources.type must be present; readOnly, eventName and eventSource may narrow it."""
+    if "eventCategory" not in fields or "resources.type" not in fields:
+        return False
+    return all(field_admits(fields[f], v) for f, v in _GET_OBJECT_EVENT.items() if f in fields)
+
+
 def advanced_selectors_cover(selectors: list, b: Any) -> bool:
+    """Does some advanced selector record GetObject on the whole bucket (or its prefixes that matter)?"""
     for sel in selectors or []:
         fields = {f.get("Field"): f for f in sel.get("FieldSelectors", []) or []}
-        if (fields.get("eventCategory") or {}).get("Equals") != ["Data"]:
-            continue
-        if "AWS::S3::Object" not in ((fields.get("resources.type") or {}).get("Equals") or []):
-            continue
-        if (fields.get("readOnly") or {}).get("Equals") == ["false"]:
-            continue  # write events only: reads are not recorded
+        if not _admits_get_object(fields):
+            continue  # e.g. write events only (readOnly false / NotEquals true, eventName PutObject)
         ok = True
         arn = fields.get("resources.ARN")
         if arn:
@@ -84,6 +111,20 @@ def advanced_selectors_cover(selectors: list, b: Any) -> bool:
     return False
 
 
+def trail_records_region(trail: dict, region: Any) -> bool | None:
+    """Does the trail record data events of a bucket in ``region``? None when the bucket region is unknown.
+
+    A single-region trail logs only its home region; a bucket region or HomeRegion that was never
+    collected (hand-built snapshots) is not held against the trail.
+    """
+    home = trail.get("HomeRegion")
+    if trail.get("IsMultiRegionTrail") or not home or region is None:
+        return True
+    if isinstance(region, Unavailable):
+        return None
+    return region == home
+
+
 @check(TRAIL)
 def cloudtrail_s3_data_events(snap: Any) -> Iterable[Finding]:
     for b in snap.buckets.values():
@@ -98,10 +139,16 @@ def cloudtrail_s3_data_events(snap: Any) -> Iterable[Finding]:
             if isinstance(sel, Unavailable) or isinstance(st, Unavailable):
                 problems += [x.reason for x in (sel, st) if isinstance(x, Unavailable)]
                 continue
-            cov = basic_selectors_cover((sel or {}).get("EventSelectors"), b) or \
-                advanced_selectors_cover((sel or {}).get("AdvancedEventSelectors"), b)
+            in_region = trail_records_region(t["trail"], b.region)
+            if in_region is None:
+                problems.append(f"{b.region.reason} (needed: {name} records only its home region)")
+                continue
+            cov = in_region and (basic_selectors_cover((sel or {}).get("EventSelectors"), b) or
+                                 advanced_selectors_cover((sel or {}).get("AdvancedEventSelectors"), b))
             logging = bool((st or {}).get("IsLogging"))
-            rows.append({"trail": name, "covers_bucket_reads": cov, "is_logging": logging})
+            rows.append({"trail": name, "covers_bucket_reads": cov, "is_logging": logging,
+                         **({} if in_region else {"note": f"single-region trail of {t['trail'].get('HomeRegion')}; "
+                                                          f"bucket in {b.region}"})})
             if cov and logging:
                 covering = name
         ev: dict[str, Any] = {"trails": rows}

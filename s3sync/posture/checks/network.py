@@ -6,13 +6,18 @@ from typing import Any, Iterable
 
 from ..clients import Unavailable
 from ..models import CheckMeta, Finding, Status
+from ..policy import (PolicyError, action_matches, condition_restricts, parse_policy, principal_services,
+                      resource_reaches)
 from ._base import check, make, owners, unknown
+from .iam import READ_ACTIONS
 from .s3 import public_state
 
 OAC = CheckMeta(
     "cloudfront.origin_access_control", "CloudFront serves a synthetic-media bucket without Origin Access Control",
     "high", "cloudfront", "AwsCloudFrontDistribution",
-    "Without OAC the bucket must be public (or uses a legacy OAI), so the CDN's access controls can be bypassed.",
+    "Without OAC the bucket must be public (or uses a legacy OAI), so the CDN's access controls can be bypassed; "
+    "a grant to cloudfront.amazonaws.com without aws:SourceArn/aws:SourceAccount lets any account's distribution "
+    "read the bucket (confused deputy). Unknown when the bucket's public state cannot be decided.",
     "Create an Origin Access Control (cloudfront:CreateOriginAccessControl), attach it to the S3 origin, grant "
     "cloudfront.amazonaws.com s3:GetObject with an aws:SourceArn condition, then make the bucket private.")
 HTTPS = CheckMeta(
@@ -52,6 +57,51 @@ def _scoped_origins(dist: dict, snap: Any) -> list[tuple[dict, Any, bool]]:
     return out
 
 
+CLOUDFRONT_SERVICE = "cloudfront.amazonaws.com"
+PINNING_KEYS = {"aws:sourcearn", "aws:sourceaccount"}
+
+
+def unpinned_cloudfront_grants(b: Any) -> list[str]:
+    """Sids of bucket-policy reads granted to CloudFront's service principal without aws:SourceArn/SourceAccount.
+
+    OAC requests come from the CloudFront service, whoever owns the distribution: only a fixed SourceArn
+    (or SourceAccount) keeps another account's distribution from reading the bucket (confused deputy).
+    """
+    if not isinstance(b.policy, dict):
+        return []
+    try:
+        stmts = parse_policy(b.policy)
+    except PolicyError:
+        return []  # s3.public_access reports it, and the public state is then unknown
+    return [str(st.get("Sid") or f"Statement[{i}]") for i, st in enumerate(stmts)
+            if st["Effect"] == "Allow" and CLOUDFRONT_SERVICE in principal_services(st)
+            and any(action_matches(st, a) for a in READ_ACTIONS)
+            and any(resource_reaches(st, t) for t in b.targets())
+            and not PINNING_KEYS & {k.lower() for k in condition_restricts(st.get("Condition"))}]
+
+
+def _origin_verdict(o: dict, website: bool, pub: Status, unpinned: list[str]) -> dict[str, str]:
+    """One origin's status and why: any fail first, then unknown, then pass."""
+    oac = o.get("OriginAccessControlId")
+    if pub is Status.FAIL:
+        return {"status": "fail", "why": "the bucket behind the distribution is public"}
+    if website or "CustomOriginConfig" in o:
+        return {"status": "fail", "why": "S3 website endpoint: the bucket must be public to serve it"}
+    if unpinned:
+        return {"status": "fail", "why": f"bucket policy ({', '.join(unpinned)}) grants {CLOUDFRONT_SERVICE} reads "
+                                         "without aws:SourceArn: any account's distribution can read it"}
+    if oac and pub is Status.UNKNOWN:
+        return {"status": "unknown", "why": "whether the bucket is public could not be decided (s3.public_access)"}
+    if oac:
+        return {"status": "pass"}
+    if (o.get("S3OriginConfig") or {}).get("OriginAccessIdentity"):
+        return {"status": "fail", "why": "legacy Origin Access Identity instead of OAC"}
+    if "OriginAccessControlId" not in o and "S3OriginConfig" not in o:
+        return {"status": "unknown", "why": "the endpoint returned the origin without OriginAccessControlId "
+                                            "or S3OriginConfig (known moto gap); cannot decide"}
+    return {"status": "fail", "why": "no Origin Access Control"}
+
+
 def _dist_resource(snap: Any) -> str:
     return f"arn:aws:cloudfront::{snap.account_id}:distribution/*"
 
@@ -70,23 +120,11 @@ def cloudfront_oac(snap: Any) -> Iterable[Finding]:
         per: list[dict] = []
         for o, b, website in origins:
             pub, _ = public_state(b, snap)
-            oac = o.get("OriginAccessControlId")
-            oai = (o.get("S3OriginConfig") or {}).get("OriginAccessIdentity")
             row = {"origin": o.get("Id"), "domain": o.get("DomainName"), "bucket": b.name,
-                   "origin_access_control_id": oac, "origin_access_identity": oai, "bucket_public": pub.value}
-            if pub is Status.FAIL:
-                row.update(status="fail", why="the bucket behind the distribution is public")
-            elif website or "CustomOriginConfig" in o:
-                row.update(status="fail", why="S3 website endpoint: the bucket must be public to serve it")
-            elif oac:
-                row.update(status="pass")
-            elif oai:
-                row.update(status="fail", why="legacy Origin Access Identity instead of OAC")
-            elif "OriginAccessControlId" not in o and "S3OriginConfig" not in o:
-                row.update(status="unknown", why="the endpoint returned the origin without OriginAccessControlId "
-                                                 "or S3OriginConfig (known moto gap); cannot decide")
-            else:
-                row.update(status="fail", why="no Origin Access Control")
+                   "origin_access_control_id": o.get("OriginAccessControlId"),
+                   "origin_access_identity": (o.get("S3OriginConfig") or {}).get("OriginAccessIdentity"),
+                   "bucket_public": pub.value}
+            row.update(_origin_verdict(o, website, pub, unpinned_cloudfront_grants(b)))
             per.append(row)
         worst = "fail" if any(r["status"] == "fail" for r in per) else \
             "unknown" if any(r["status"] == "unknown" for r in per) else "pass"

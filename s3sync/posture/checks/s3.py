@@ -21,7 +21,8 @@ BPA = CheckMeta(
     "s3.block_public_access", "Block Public Access is not fully enabled", "high", "s3", "AwsS3Bucket",
     "Without all four Block Public Access settings a later policy or ACL change can expose the bucket.",
     "Enable BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets on the bucket "
-    "(s3:PutPublicAccessBlock) or the account (s3control:PutPublicAccessBlock).")
+    "(s3:PutPublicAccessBlock) or the account (s3control:PutPublicAccessBlock); each setting counts when on at "
+    "either level.")
 KMS = CheckMeta(
     "s3.kms_encryption", "Bucket default encryption is not SSE-KMS", "medium", "s3", "AwsS3Bucket",
     "Without a KMS key, reads are not gated by a key policy nor logged as kms:Decrypt; for training data "
@@ -52,10 +53,6 @@ def acl_public_grants(acl: Any) -> list[dict]:
     if not isinstance(acl, dict):
         return []
     return [g for g in acl.get("Grants", []) if (g.get("Grantee") or {}).get("URI") in PUBLIC_URIS]
-
-
-def _pab_all(pab: Any) -> bool:
-    return isinstance(pab, dict) and all(pab.get(f) is True for f in PAB_FLAGS)
 
 
 def public_state(b: Any, snap: Any) -> tuple[Status, dict[str, Any]]:
@@ -118,18 +115,24 @@ def s3_public_access(snap: Any) -> Iterable[Finding]:
         yield make(PUBLIC, snap, b.arn, st, dict(ev, bucket_class=b.cls), owner=b.owner)
 
 
+def effective_pab(bucket_pab: Any, account_pab: Any) -> dict[str, bool]:
+    """Per flag, on at the bucket or the account level: S3 applies the most restrictive combination."""
+    levels = [p for p in (bucket_pab, account_pab) if isinstance(p, dict)]
+    return {f: any(p.get(f) is True for p in levels) for f in PAB_FLAGS}
+
+
 @check(BPA)
 def s3_block_public_access(snap: Any) -> Iterable[Finding]:
     acct = snap.account_public_access_block
     for b in snap.buckets.values():
         ev = {"bucket": b.public_access_block, "account": acct}
-        if _pab_all(b.public_access_block) or _pab_all(acct):
+        missing = [f for f, on in effective_pab(b.public_access_block, acct).items() if not on]
+        if not missing:
             yield make(BPA, snap, b.arn, Status.PASS, ev, owner=b.owner)
         elif isinstance(b.public_access_block, Unavailable) or isinstance(acct, Unavailable):
             reasons = "; ".join(x.reason for x in (b.public_access_block, acct) if isinstance(x, Unavailable))
             yield make(BPA, snap, b.arn, Status.UNKNOWN, dict(ev, reason=reasons), owner=b.owner)
         else:
-            missing = [f for f in PAB_FLAGS if not ((b.public_access_block or {}).get(f) or (acct or {}).get(f))]
             yield make(BPA, snap, b.arn, Status.FAIL, dict(ev, missing=missing, why="off: " + ", ".join(missing)),
                        owner=b.owner)
 
