@@ -31,7 +31,7 @@ import s3sync
 from s3sync.aws import ClientFactory
 from s3sync.localserver import free_port
 from s3sync.state import State
-from test_audit_resilience import FaultProxy, _rows, _seed
+from test_audit_resilience import FaultProxy, _rows, _seed, _wait_for_rows
 from test_audit_s3 import _put_many, ident  # noqa: F401  (ident: signing identities, a module fixture)
 
 pytestmark = pytest.mark.integration
@@ -629,10 +629,7 @@ def test_sigint_mid_run_then_resume_counts_every_object_once(seaweed, ident, tmp
         proc = subprocess.Popen(cmd(slow.endpoint_url), env=env, cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while _rows(state) < 8 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            assert proc.poll() is None, "the audit finished before it could be interrupted"
+            _wait_for_rows(proc, state, 8, "interrupted")
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
         finally:

@@ -193,6 +193,15 @@ def _audit_cmd(endpoint: str, state: Path, root: Path, *extra: str) -> list[str]
             "--format", "json", "--no-watermark", *extra]  # resumability, not the detector, is under test
 
 
+def _wait_for_rows(proc: subprocess.Popen, state: Path, n: int, what: str) -> None:
+    """Wait (60 s at most) until the running audit ``proc`` recorded ``n`` objects in ``state``;
+    it must still be running then, or the test cannot ``what`` it mid-run."""
+    deadline = time.monotonic() + 60
+    while _rows(state) < n and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the audit finished before it could be {what}"
+
+
 def _rows(state: Path) -> int:
     try:
         db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)
@@ -213,10 +222,7 @@ def test_sigkill_mid_run_then_resume_finishes_without_redownloading(seaweed, key
         proc = subprocess.Popen(_audit_cmd(slow.endpoint_url, state, paths.root), env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 60
-            while _rows(state) < 20 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            assert proc.poll() is None, "the audit finished before it could be killed"
+            _wait_for_rows(proc, state, 20, "killed")
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:

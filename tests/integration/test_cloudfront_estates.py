@@ -370,7 +370,7 @@ def test_audit_cloudfront_prefix_any_case(estate, seaweed, monkeypatch, tmp_path
 
 
 # ----------------------------------------------------------------------------- misbehaving edges
-class _QuirkyEdge(http.server.BaseHTTPRequestHandler):
+class _QuirkyEdge(_EdgeHandler):
     """What real edges answer: 403/404, 302 to another host, gzip, a 200 HTML error page, a trickle."""
 
     def do_GET(self):  # noqa: N802 - http.server API
@@ -410,16 +410,7 @@ class _QuirkyEdge(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        if enc:
-            self.send_header("Content-Encoding", enc)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
+        self._reply(body, ctype, {"Content-Encoding": enc} if enc else None)
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,14 @@ class _EdgeHandler(http.server.BaseHTTPRequestHandler):
                 img.save(out, format="WEBP", quality=80)
                 ctype = "image/webp"
             body = out.getvalue()
+        self._reply(body, ctype)
+
+    def _reply(self, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        """A 200 with ``body`` (and ``extra`` headers)."""
         self.send_response(200)
         self.send_header("Content-Type", ctype)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
