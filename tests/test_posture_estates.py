@@ -401,3 +401,23 @@ def test_hundreds_of_buckets_and_principals_stay_fast_and_exact():
              if f.check == "iam.broad_get_object" and f.failed}
     assert reads == {(f"r{j}", f"b{j:03d}") for j in range(1, 150)}                   # r0 is denied on b000
     assert sum(f.check == "s3.public_access" for f in fs) == 302
+
+
+@pytest.mark.parametrize("trust, failed", [
+    pytest.param({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}, True, id="anyone"),
+    pytest.param({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole",
+                  "Condition": {"StringEquals": {"sts:ExternalId": "s3cr3t"}}}, True, id="external-id-only"),
+    pytest.param({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole",
+                  "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}}}, False, id="org-pinned"),
+    pytest.param({"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
+                 False, id="service"),
+])
+def test_reader_role_anyone_may_assume_fails(trust, failed):
+    """An allowed reader whose trust policy lets any AWS principal assume it is as open as a public grant."""
+    s = _analyst([{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}])
+    role = s.principals[-1]
+    s.buckets["media"].allowed_principals = [role["arn"]]
+    s.buckets["train"].allowed_principals = [role["arn"]]
+    role["trust"] = {"Statement": [trust]}
+    got = [f.status.value for f in run_checks(s, checks=["iam.broad_get_object"]) if f.resource == role["arn"]]
+    assert ("fail" in got) is failed, got

@@ -249,7 +249,9 @@ def _principals(c: Clients) -> list | Unavailable:
             tags = {t["Key"]: t["Value"] for t in p.get("Tags", []) or []}
             out.append({"arn": p["Arn"], "name": name, "type": kind, "path": p.get("Path", "/"), "tags": tags,
                         "boundary": boundary, "boundary_doc": managed_doc(boundary) if boundary else None,
-                        "policies": pols})
+                        "policies": pols,
+                        # who may assume the role: a reader anyone can become is as open as a public grant
+                        "trust": _doc(p.get("AssumeRolePolicyDocument")) if kind == "role" else None})
     return out
 
 

@@ -381,6 +381,18 @@ def opened_actions(st: Mapping[str, Any], bucket: str) -> list[str]:
     return ["NotAction " + ", ".join(st["NotAction"])]
 
 
+ASSUME_ACTIONS = ("sts:AssumeRole", "sts:AssumeRoleWithWebIdentity", "sts:AssumeRoleWithSAML")
+
+
+def public_trust(statements: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sids (or "#n") of a role trust policy's Allow statements that let any AWS principal assume
+    the role: principal "*" with no fixed-value condition pinning accounts, orgs or networks
+    (sts:ExternalId does not pin anyone: whoever knows it may assume)."""
+    return [st.get("Sid") or f"#{i}" for i, st in enumerate(statements)
+            if st["Effect"] == "Allow" and principal_is_public(st) and not condition_restricts(st.get("Condition"))
+            and any(action_matches(st, a) for a in ASSUME_ACTIONS)]
+
+
 def public_grants(statements: Sequence[Mapping[str, Any]], bucket: str) -> list[dict[str, Any]]:
     """Allow statements of a bucket policy that reach anonymous principals, with the actions they open.
 

@@ -6,7 +6,8 @@ from typing import Any, Iterable
 from ..clients import Unavailable
 from ..models import CheckMeta, Finding, Status
 from ..policy import (PolicyError, action_matches, allows, broad_principal_scopes, condition_holds, deny_names,
-                      glob_match, parse_policy, principal_arns, principal_is_public, resource_reaches)
+                      glob_match, parse_policy, principal_arns, principal_is_public, public_trust,
+                      resource_reaches)
 from ._base import check, make, unknown
 
 BROAD = CheckMeta(
@@ -15,7 +16,8 @@ BROAD = CheckMeta(
     "Roles and users whose policies allow s3:GetObject or s3:GetObjectVersion (directly or via s3:*, s3:Get*, *) "
     "on these buckets, and that the bucket policy does not deny, can copy media and training data out; generic "
     "scanners only flag admin-level policies. Named principals (other accounts included) granted reads by the "
-    "bucket policy, and \"*\" grants limited only to an account or organisation, are reported too. Service-linked "
+    "bucket policy, and \"*\" grants limited only to an account or organisation, are reported too, as are reader "
+    "roles (allowed or not) whose trust policy lets any AWS principal assume them. Service-linked "
     "roles are skipped (AWS owns their policies).",
     "Scope the statement's Resource away from the bucket, add an explicit Deny, or list the principal in "
     "allowed_principals of synthguard.toml if it is meant to read; attach a permission boundary; replace "
@@ -127,6 +129,18 @@ def _readable(principal: dict, snap: Any) -> tuple[list[dict], list[str]]:
     return out, problems
 
 
+def _public_trust(principal: dict) -> list[str]:
+    """The trust-policy statements that let anyone assume this role ([] for users, or a trust policy
+    that is missing or unreadable: only a policy we read can convict)."""
+    doc = principal.get("trust")
+    if principal.get("type") != "role" or not doc:
+        return []
+    try:
+        return public_trust(parse_policy(doc))
+    except PolicyError:
+        return []
+
+
 def _principals(snap: Any) -> list[dict]:
     return [p for p in snap.principals if not str(p.get("path", "")).startswith("/aws-service-role/")]
 
@@ -147,6 +161,16 @@ def iam_broad_get_object(snap: Any) -> Iterable[Finding]:
     for p in _principals(snap):
         reads, problems = readable(p, snap)
         rtype = "AwsIamRole" if p["type"] == "role" else "AwsIamUser"
+        opened = _public_trust(p) if reads else []
+        if opened:
+            # anyone may become this reader: its grants are as open as a public one, allowed or not
+            r = reads[0]
+            yield make(BROAD, snap, p["arn"], Status.FAIL,
+                       {"bucket": r["bucket"], "target": r["target"], "action": r["action"],
+                        "trust_statements": opened, "why": f"any AWS principal may assume this role "
+                        f"(trust policy {', '.join(opened)}) and {r['action']} in {r['bucket']}"},
+                       owner=r["owner"], resource_type=rtype)
+            continue
         bad = [r for r in reads if not r["allowed_principal"]]
         for r in bad:
             yield make(BROAD, snap, p["arn"], Status.FAIL,
