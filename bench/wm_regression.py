@@ -6,8 +6,8 @@ Run it for the detector before and after a change that should not change decisio
     .venv/bin/python bench/wm_regression.py /tmp/base /tmp/before.json
     .venv/bin/python bench/wm_regression.py . /tmp/after.json && cmp /tmp/before.json /tmp/after.json
 
-30 pictures (scikit-image at 512 and 700x525, synthetic), 16 attacks on the marked copy (from
-none to crop 45 % + JPEG 45 + blur) and 4 on the clean one; prints detections, false detections
+22 pictures (scikit-image at 512 and 700x525, synthetic), 18 attacks on the marked copy (from
+none to crop 45 % + JPEG 45 + blur, shear 0.05 + JPEG 70, keystone 4 %) and 4 on the clean one; prints detections, false detections
 and CPU time.
 
 A third argument, ``rgb`` or ``luma`` (``rgb:png``, ``luma:png`` for PNG), stores every attacked
@@ -44,6 +44,14 @@ def rot(a, d):
     h, w = a.shape[:2]; M = cv2.getRotationMatrix2D((w/2, h/2), d, 1.0); return cv2.warpAffine(a, M, (w, h), borderMode=cv2.BORDER_REFLECT)
 def crop(a, f, ox=0.5, oy=0.5):
     h, w = a.shape[:2]; ch, cw = int(h*f**0.5), int(w*f**0.5); y=int((h-ch)*oy); x=int((w-cw)*ox); return np.ascontiguousarray(a[y:y+ch, x:x+cw])
+def shear(a, sx=0.0, sy=0.0):
+    h, w = a.shape[:2]; M = np.array([[1, sx, -sx * h / 2], [sy, 1, -sy * w / 2]], float)
+    return cv2.warpAffine(a, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+def keystone(a, k):  # the top side shortened by 2k of the width
+    h, w = a.shape[:2]
+    M = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+                                    np.float32([[k * w, 0], [w - k * w, 0], [w, h], [0, h]]))
+    return cv2.warpPerspective(a, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 attacks = {
     "none": lambda a: a, "jpeg50": lambda a: jpeg(a, 50), "resize0.6": lambda a: cv2.resize(a, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA),
     "crop70off": lambda a: crop(a, 0.7, 0.2, 0.8), "crop60": lambda a: crop(a, 0.6), "rot3": lambda a: rot(a, 3), "rot-6": lambda a: rot(a, -6),
@@ -54,6 +62,7 @@ attacks = {
     "hard2": lambda a: jpeg(cv2.resize(a, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA), 70),
     "hard3": lambda a: jpeg(rot(cv2.resize(a, None, fx=1.3, fy=0.9), -4), 35),
     "hard4": lambda a: cv2.GaussianBlur(jpeg(crop(a, 0.45, 0.1, 0.9), 45), (0, 0), 1.0),
+    "shear5jpeg70": lambda a: jpeg(shear(a, 0.05), 70), "keystone4": lambda a: keystone(a, 0.04),
 }
 res = {}
 t_clean = t_marked = 0.0

@@ -21,9 +21,9 @@ __all__ = ["Detection", "embed", "detect", "load_key", "resolve_key", "PUBLIC_KE
 # Bumped whenever marks made by an older release stop decoding (code, check or tile changed: the
 # major number) or the detector reads marks it used to miss (the minor), so caches of detection
 # results (the S3 audit's state) are invalidated: never a stale "no watermark". 2: soft Viterbi +
-# 32-bit check; 2.1: stretched-then-rotated lattices searched too; 2.2: rotations up to 45 deg
-# (marks are unchanged).
-ALGORITHM = "synthguard-wm/2.2"
+# 32-bit check; 2.1: stretched-then-rotated lattices searched too; 2.2: rotations up to 45 deg;
+# 2.3: sheared lattices and a central sub-window for perspective (marks are unchanged).
+ALGORITHM = "synthguard-wm/2.3"
 PAYLOAD_BYTES = codec.PAYLOAD_BYTES
 MIN_EMBED_SHORT = _image.MIN_EMBED_SHORT
 MIN_DETECT_SHORT = _image.MIN_DETECT_SHORT  # smaller pictures cannot carry a readable mark
