@@ -70,6 +70,24 @@ def _noise(a, s):
     return np.clip(np.round(a + np.random.default_rng(0).normal(0, s, a.shape)), 0, 255).astype(np.uint8)
 
 
+def _warp(a, m):
+    """An affine warp about the centre (``m``'s 2x2 part; its offset is recomputed), same size."""
+    import cv2
+    h, w = a.shape[:2]
+    m = m.copy()
+    m[:, 2] = np.array([w / 2, h / 2]) - m[:, :2] @ np.array([w / 2, h / 2])
+    return cv2.warpAffine(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _keystone(a, k):
+    """Perspective: the top side shortened by 2k of the width (a photo of a screen or print)."""
+    import cv2
+    h, w = a.shape[:2]
+    m = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+                                    np.float32([[k * w, 0], [w - k * w, 0], [w, h], [0, h]]))
+    return cv2.warpPerspective(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def extended_attacks():
     import cv2
     from PIL import Image, ImageEnhance, ImageFilter
@@ -95,6 +113,10 @@ def extended_attacks():
         "rot40+crop70+jpeg70": lambda a: _codec(_crop(_rot(a, 40), 0.7), "JPEG", quality=70),
         "aspect1.3x0.9 then rot-4": lambda a: _rot(_rs(a, 1.3, 0.9), -4),
         "rot-4 then aspect1.3x0.9": lambda a: _rs(_rot(a, -4), 1.3, 0.9),
+        "shear0.05": lambda a: _warp(a, np.array([[1, 0.05, 0], [0, 1, 0]], np.float32)),
+        "shear-0.05 (y)+jpeg70": lambda a: _codec(_warp(a, np.array([[1, 0, 0], [-0.05, 1, 0]], np.float32)),
+                                                  "JPEG", quality=70),
+        "keystone4%": lambda a: _keystone(a, 0.04),
         "blur1.5": lambda a: cv2.GaussianBlur(a, (0, 0), 1.5),
         "noise10": lambda a: _noise(a, 10),
         "median5": lambda a: cv2.medianBlur(a, 5),
