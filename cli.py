@@ -211,7 +211,10 @@ def _prov_files(root: str, recursive: bool = True) -> list[str]:
 
     base = Path(root)
     it = base.rglob("*") if recursive else base.glob("*")
-    return sorted(str(p) for p in it if p.is_file() and not p.name.startswith("."))
+    # Regular files, and dangling symlinks (their error row says so instead of a silent gap);
+    # FIFOs, sockets and devices are not media files (opening a FIFO would block).
+    return sorted(str(p) for p in it
+                  if not p.name.startswith(".") and (p.is_file() or (p.is_symlink() and not p.exists())))
 
 
 def _cmd_sign(args) -> int:
@@ -358,7 +361,7 @@ def _prov_watermark(in_path: str, payload, key, kw: dict, is_dir: bool):
     """(watermarked image bytes, sign kwargs with its soft binding); non-images in a directory are
     signed unmarked, with a note."""
     from provenance.media import IMAGE_MIMES, read_source, sniff_mime
-    from provenance.signing import embed_watermark
+    from provenance.signing import embed_watermark, has_manifest
 
     data, name = read_source(in_path)
     kind = sniff_mime(data[:1024], name)
@@ -368,7 +371,12 @@ def _prov_watermark(in_path: str, payload, key, kw: dict, is_dir: bool):
         return data, kw
     pl = payload if payload is not None else os.urandom(8)
     src = data if in_path == "-" else in_path  # stdin is read once; a path keeps its name for messages
-    return embed_watermark(src, pl, key=key, mime=kw.get("mime")), {**kw, "watermark_payload": pl}
+    marked = embed_watermark(src, pl, key=key, mime=kw.get("mime"))
+    # Re-encoding drops the input's own manifest: a signed input is kept as the parent ingredient.
+    parent = kw.get("parent")
+    if parent is None and has_manifest(data, kind):
+        parent = data
+    return marked, {**kw, "watermark_payload": pl, "parent": parent}
 
 
 def _add_verify(sub) -> None:
@@ -414,7 +422,11 @@ def _cmd_verify(args) -> int:
             rows.append((shown, Verification("error", reason="is a directory (use -r)")))
             continue
         if path != "-" and not os.path.exists(path):
-            rows.append((shown, Verification("error", reason="no such file")))
+            dangling = os.path.islink(path)
+            rows.append((shown, Verification("error", reason="dangling symlink" if dangling else "no such file")))
+            continue
+        if path != "-" and not os.path.isfile(path):  # a FIFO would block the read forever
+            rows.append((shown, Verification("error", reason="not a regular file")))
             continue
         rows.append((shown, verify(path, trust_anchors=anchors, mime=args.mime)))
     ok_states = {"trusted", "valid_untrusted"} if args.allow_untrusted else {"trusted"}
@@ -885,10 +897,14 @@ def _cmd_fingerprint_match(args) -> int:
     from provenance.fingerprints import fingerprint_media
     from provenance.registry import Registry
 
+    if os.path.isdir(args.registry):
+        raise UsageError(f"{args.registry}: is a directory, expected a registry database file")
     if not os.path.isfile(args.registry):
         raise UsageError(f"{args.registry}: registry not found (create it with 'synthguard fingerprint add')")
     if args.k < 1 or args.max_frames < 1:
         raise UsageError("-k and --max-frames must be >= 1")
+    if args.threshold is not None and args.threshold < 0:
+        raise UsageError("--threshold must be >= 0 (a Hamming distance)")
     s3, items = _fp_items(args)
     results, n_matched, n_failed = [], 0, 0
     prog = _fp_progress(args, len(items), "fingerprint match")

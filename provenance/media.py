@@ -147,16 +147,25 @@ def decode_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def decode_image(source: Source | np.ndarray, *, keep_alpha: bool = False) -> np.ndarray:
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # Pillow's 16-bit grayscale (PNG, TIFF)
+
+
+def decode_image(source: Source | np.ndarray, *, keep_alpha: bool = False, keep_depth: bool = False,
+                 single_frame: bool = False) -> np.ndarray:
     """Decode an image to an HxWx3 uint8 RGB array (HxWx4 RGBA with ``keep_alpha``).
 
-    Accepts a path, bytes, a stream, a Pillow image or an array. Raises :class:`MediaError` with the
-    decoder's reason for empty, truncated or non-image input.
+    ``keep_depth``: a 16-bit grayscale picture comes back as it is, an HxW uint16 array (for
+    callers that write the picture back, such as the watermark embedder). ``single_frame``: an
+    animation or a multi-page file is a MediaError instead of its first frame (a caller that writes
+    the picture back would silently drop the others). Accepts a path, bytes, a
+    stream, a Pillow image or an array. Raises :class:`MediaError` with the decoder's reason for
+    empty, truncated or non-image input.
     """
     from PIL import Image, ImageOps
 
     if isinstance(source, np.ndarray):
         return source
+    name = None
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -169,11 +178,17 @@ def decode_image(source: Source | np.ndarray, *, keep_alpha: bool = False) -> np
             img.load()
         except Exception as exc:  # Pillow raises many types for bad input
             raise MediaError(f"{name or 'input'}: cannot decode image: {decode_reason(exc)}") from None
+    if single_frame and getattr(img, "n_frames", 1) > 1:
+        raise MediaError(f"{name or 'input'}: has {img.n_frames} frames (an animation or pages); only "
+                         "single-frame images can be written back marked")
     img = ImageOps.exif_transpose(img)
     mode = "RGBA" if keep_alpha and ("A" in img.getbands() or "transparency" in img.info) else "RGB"
-    if img.mode in ("I;16", "I;16B", "I;16L", "I") and mode == "RGB":
+    if keep_depth and img.mode in SIXTEEN_BIT_MODES:
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint16))
+    if img.mode in SIXTEEN_BIT_MODES + ("I",) and mode == "RGB":
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+        # 16-bit modes span 0..65535 however dark the picture; 32-bit "I" has no stated range
+        peak = 65535.0 if img.mode in SIXTEEN_BIT_MODES or arr.max() > 255 else 255.0
         gray = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
     return np.ascontiguousarray(np.asarray(img.convert(mode), dtype=np.uint8))

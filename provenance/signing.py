@@ -387,7 +387,16 @@ def _sign_stream(src: Any, dst: Any, fmt: str, name: str | None, *, signer: Sign
         agent = _agent(model, model_version)
         if agent:
             action["softwareAgent"] = agent
-        if parent is not None:
+        if parent is None and has_manifest(src, fmt):
+            # Re-signing a signed asset: its manifest store becomes the parent ingredient, so the
+            # earlier claim stays verifiable instead of being replaced.
+            builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+            builder.add_ingredient(json.dumps({"relationship": "parentOf",
+                                               "title": Path(name).name if name else "previous version"}),
+                                   fmt, src)
+            src.seek(0)
+            action["action"] = "c2pa.edited"
+        elif parent is not None:
             pdata, pname = read_source(parent)
             pmime = resolve_mime(pdata, pname, None)
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
@@ -411,6 +420,19 @@ def _sign_stream(src: Any, dst: Any, fmt: str, name: str | None, *, signer: Sign
                            f"{_clean(exc)}{detail}") from None
     finally:
         builder.close()
+
+
+def has_manifest(source: Any, fmt: str | None) -> bool:
+    """Whether ``source`` (bytes, or a seekable stream rewound afterwards) already carries a C2PA
+    manifest store."""
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with c2pa.Reader(fmt or "application/octet-stream", stream) as reader:
+            return bool(json.loads(reader.json()).get("active_manifest"))
+    except Exception:  # no manifest, or one c2pa cannot parse: nothing to keep
+        return False
+    finally:
+        stream.seek(0)
 
 
 def sidecar_path(asset: str | os.PathLike) -> Path:
@@ -463,7 +485,7 @@ def embed_watermark(source: Source, payload: bytes, *, key: bytes | None = None,
     _register_heif()
     with Image.open(io.BytesIO(data)) as original:
         icc = original.info.get("icc_profile")
-    arr = decode_image(data, keep_alpha=fmt != "image/jpeg")
+    arr = decode_image(data, keep_alpha=fmt != "image/jpeg", single_frame=True)
     try:
         marked = watermark.embed(arr, payload, key=key)
     except ValueError as exc:

@@ -59,12 +59,13 @@ class Detection:
         return f"no watermark ({self.key_kind} key)"
 
 
-def _as_array(source: Any) -> np.ndarray:
+def _as_array(source: Any, *, single_frame: bool = False) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return source
     from provenance.media import decode_image
 
-    return decode_image(source, keep_alpha=True)
+    # a 16-bit picture stays 16-bit; embed refuses animations (it would return their first frame)
+    return decode_image(source, keep_alpha=True, keep_depth=True, single_frame=single_frame)
 
 
 def _to_rgb8(arr: np.ndarray, *, keep_gray: bool = False) -> tuple[np.ndarray, float]:
@@ -99,7 +100,7 @@ def embed(rgb: Any, payload: bytes, *, key: bytes | None = None) -> np.ndarray:
     if len(payload) != PAYLOAD_BYTES:
         raise ValueError(f"payload must be exactly {PAYLOAD_BYTES} bytes, got {len(payload)}")
     k, _ = effective_key(key)
-    arr = _as_array(rgb)
+    arr = _as_array(rgb, single_frame=True)
     rgb8, scale = _to_rgb8(arr)
     marked = _image.embed_rgb(rgb8, payload, k)
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
