@@ -725,3 +725,22 @@ def test_content_encoding_is_undone_bounded(tmp_path):
     with pytest.raises(contentenc.ContentEncodingError, match="zstd is not supported"):
         contentenc.decode(body, "zstd", limit=1 << 30, max_inline=1 << 30)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.gz"]  # no temp file left behind
+
+
+def test_state_refuses_a_file_it_cannot_write(tmp_path, monkeypatch):
+    """An audit's state must be writable before any work; reading a run does not need it. (The
+    integration test runs the CLI as another user; this one holds where that cannot be done, e.g.
+    as root without setpriv: os.access is what State consults.)"""
+    import os
+
+    from s3sync import state as state_mod
+    from s3sync.state import State, StateError
+
+    path = tmp_path / "s.db"
+    State(path).close()
+    real = os.access
+    monkeypatch.setattr(state_mod.os, "access", lambda p, mode: False if mode == os.W_OK else real(p, mode))
+    with pytest.raises(StateError, match="not writable"):
+        State(path)
+    with State(path, create=False) as st:  # reading (audit report) is fine
+        assert st.runs() == []

@@ -3,8 +3,8 @@
 Policy shapes (single Statement object, Action strings, wildcards, NotPrincipal/NotAction, Condition blocks
 that do or do not make a public grant safe), ACL and Block Public Access combinations, SSE-S3 / SSE-KMS /
 DSSE-KMS, Object Lock modes, logging into the bucket itself, IAM wildcard grants and denies, CloudTrail
-selectors, open egress and AccessDenied everywhere. ``xfail(strict=True)`` marks a wrong verdict found in
-review: the reason says what was observed, what a security reviewer expects, and where the code decides.
+selectors, open egress and AccessDenied everywhere. The wrong verdicts found in review are fixed; their
+tests stay as regressions.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 objects, versioned buckets with pre-versioning ("null") versions, objects that change under the
 audit, denied objects, bad endpoints / credentials / state / output paths, Ctrl-C and resume.
 
-Tests marked ``xfail(strict=True, reason="BUG: ...")`` pin down behaviour that is wrong today:
-remove the mark with the fix. Everything runs against the session's real SeaweedFS (``seaweed``)."""
+The bugs this hunt found are fixed; their tests stay as regressions. Everything runs against the
+session's real SeaweedFS (``seaweed``)."""
 from __future__ import annotations
 
 import csv
@@ -587,6 +587,9 @@ def test_out_equal_to_state_is_refused(seaweed, estate, tmp_path, capsys):
 
 
 def test_read_only_state_is_a_usage_error(seaweed, estate):
+    """The CLI end to end, run as another user (root ignores file modes). It skips only where that
+    cannot be done; tests/test_audit_unit.py::test_state_refuses_a_file_it_cannot_write holds the
+    requirement everywhere."""
     prefix: list[str] = []
     if os.geteuid() == 0:  # root ignores file modes: run the CLI as nobody
         setpriv = shutil.which("setpriv")

@@ -4,8 +4,8 @@ One mixed account (hundreds of untagged buckets around a few in-scope ones, a si
 authenticated-read ACL, a VPC-endpoint-only policy, DSSE-KMS with Object Lock in compliance mode, a bucket in
 another region, AWS-managed policies through a group, more roles than one IAM page) plus AccessDenied answers
 injected on one client (moto does not enforce IAM): what the collector reads must become the right verdict,
-and a denied answer must become ``unknown``, never ``pass``. ``xfail(strict=True)`` marks a wrong verdict
-found in review (the reason says observed vs expected and where the code decides).
+and a denied answer must become ``unknown``, never ``pass``. The wrong verdicts found in review are fixed;
+their tests stay as regressions.
 """
 from __future__ import annotations
 
