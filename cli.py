@@ -526,7 +526,7 @@ def _cmd_watermark_embed(args) -> int:
     if len(payload) != watermark.PAYLOAD_BYTES:
         raise UsageError(f"--payload must be {watermark.PAYLOAD_BYTES} bytes (16 hex characters)")
     source, is_video = _wm_input(args.input)
-    if args.input != "-" and os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+    if args.input != "-" and _same_file(args.input, args.output):
         raise UsageError("OUT must differ from IN (the input is never modified)")
     check_out_path(args.output, "OUT")
     if os.path.exists(args.output) and not args.force:

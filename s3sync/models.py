@@ -277,11 +277,13 @@ class AuditResult:
             statuses |= FAIL_ON.get(name, frozenset({name}))
         out: list[Any] = [o for o in self.objects if o.status in statuses]
         if "edge" in names:
-            for e in self.edge_samples:
-                d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-                if not d.get("provenance_preserved") and not d.get("error"):
-                    out.append(e)
+            out += self.edge_losses()
         return out
+
+    def edge_losses(self) -> list[dict[str, Any]]:
+        """Edge samples (as dicts) whose copy lost the origin's provenance: checked ones, not the
+        samples that could not be checked (those carry an error)."""
+        return [d for d in map(_as_dict, self.edge_samples) if not d.get("provenance_preserved") and not d.get("error")]
 
     def failed_findings(self, severity: str | None) -> list[Any]:
         """Failed posture findings at or above ``severity`` (``--fail-severity``; None or "none": never).

@@ -146,15 +146,12 @@ def _status_rule(rid: str, status: str, text: str, severity: str) -> dict[str, A
                            "tags": ["security", "synthguard"]}}
 
 
-def _edge_results(samples: Iterable[Any], rules: list[dict]) -> list[dict[str, Any]]:
-    """One result per edge sample whose copy lost the origin's provenance (samples that could not
-    be checked are not findings: they stay in the other reports with their error)."""
+def _edge_results(losses: Iterable[dict[str, Any]], rules: list[dict]) -> list[dict[str, Any]]:
+    """One result per edge sample whose copy lost the origin's provenance
+    (:meth:`AuditResult.edge_losses`)."""
     out: list[dict[str, Any]] = []
     rid, name, text, sev = EDGE_RULE
-    for e in samples:
-        d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-        if d.get("provenance_preserved") or d.get("error"):
-            continue
+    for d in losses:
         if not any(r["id"] == rid for r in rules):
             rules.append(_status_rule(rid, name, text, sev))
         out.append({"ruleId": rid, "ruleIndex": next(i for i, r in enumerate(rules) if r["id"] == rid),
@@ -200,7 +197,7 @@ def to_sarif(result: AuditResult, **_: Any) -> str:
                            "severity": sev, "security-severity": SECURITY_SEVERITY.get(sev, "5.5"),
                            "exposure": exp.to_dict()},
         })
-    results += _edge_results(result.edge_samples, rules)
+    results += _edge_results(result.edge_losses(), rules)
     if result.findings:
         results += findings_sarif(result.findings, rules, all_checks=False)
     doc = sarif_log("synthguard", rules, results,
